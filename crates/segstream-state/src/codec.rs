@@ -1,0 +1,210 @@
+//! Byte encodings of keys and rows.
+//!
+//! Keys are memcomparable: comparing the bytes compares the values, so RocksDB's order
+//! is the values' order and a prefix scan finds a relation's rows. Rows are a compact
+//! tagged encoding of the types segstream stores; decoding checks every length, so a
+//! damaged value is an error, never a panic.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
+use segstream_types::{Error, Result};
+
+/// The smallest key greater than every key that starts with `prefix` (`None` if the
+/// prefix is all `0xFF`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Appends the memcomparable form of a key value (TEXT or an integer).
+pub fn encode_key(value: &ScalarValue, out: &mut Vec<u8>) -> Result<()> {
+    match value {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            // 0x00 is escaped as 0x00 0xFF and the string ends with 0x00 0x00, so a
+            // string sorts before every longer string it is a prefix of.
+            for &b in s.as_bytes() {
+                out.push(b);
+                if b == 0 {
+                    out.push(0xFF);
+                }
+            }
+            out.extend_from_slice(&[0, 0]);
+        }
+        ScalarValue::Int16(Some(v)) => out.extend_from_slice(&((*v as u16) ^ 0x8000).to_be_bytes()),
+        ScalarValue::Int32(Some(v)) => out.extend_from_slice(&((*v as u32) ^ 0x8000_0000).to_be_bytes()),
+        ScalarValue::Int64(Some(v)) => {
+            out.extend_from_slice(&((*v as u64) ^ 0x8000_0000_0000_0000).to_be_bytes())
+        }
+        other => return Err(Error::invalid_input(format!("{other:?} cannot be a key"))),
+    }
+    Ok(())
+}
+
+const NULL: u8 = 0;
+const PRESENT: u8 = 1;
+
+/// Encodes one row of values of the supported types.
+pub fn encode_row(values: &[ScalarValue]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(values.len() * 9);
+    for value in values {
+        if value.is_null() {
+            out.push(NULL);
+            continue;
+        }
+        out.push(PRESENT);
+        match value {
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            ScalarValue::Boolean(Some(b)) => out.push(u8::from(*b)),
+            ScalarValue::Int16(Some(v)) => out.extend_from_slice(&v.to_le_bytes()),
+            ScalarValue::Int32(Some(v)) | ScalarValue::Date32(Some(v)) => {
+                out.extend_from_slice(&v.to_le_bytes())
+            }
+            ScalarValue::Int64(Some(v)) | ScalarValue::TimestampNanosecond(Some(v), _) => {
+                out.extend_from_slice(&v.to_le_bytes())
+            }
+            ScalarValue::Float32(Some(v)) => out.extend_from_slice(&v.to_le_bytes()),
+            ScalarValue::Float64(Some(v)) => out.extend_from_slice(&v.to_le_bytes()),
+            other => {
+                return Err(Error::invalid_input(format!(
+                    "values of type {} are not stored",
+                    other.data_type()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a row encoded by [`encode_row`] for `schema`.
+pub fn decode_row(schema: &SchemaRef, bytes: &[u8]) -> Result<Vec<ScalarValue>> {
+    let mut reader = Reader { bytes, at: 0 };
+    let mut values = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let data_type = field.data_type();
+        if reader.take(1)?[0] == NULL {
+            values.push(ScalarValue::try_from(data_type).map_err(|e| Error::internal(e.to_string()))?);
+            continue;
+        }
+        values.push(match data_type {
+            DataType::Utf8 => {
+                let len = u32::from_le_bytes(reader.array()?) as usize;
+                let s = std::str::from_utf8(reader.take(len)?).map_err(|_| corrupt())?;
+                ScalarValue::Utf8(Some(s.to_string()))
+            }
+            DataType::Boolean => ScalarValue::Boolean(Some(reader.take(1)?[0] != 0)),
+            DataType::Int16 => ScalarValue::Int16(Some(i16::from_le_bytes(reader.array()?))),
+            DataType::Int32 => ScalarValue::Int32(Some(i32::from_le_bytes(reader.array()?))),
+            DataType::Date32 => ScalarValue::Date32(Some(i32::from_le_bytes(reader.array()?))),
+            DataType::Int64 => ScalarValue::Int64(Some(i64::from_le_bytes(reader.array()?))),
+            DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+                ScalarValue::TimestampNanosecond(Some(i64::from_le_bytes(reader.array()?)), tz.clone())
+            }
+            DataType::Float32 => ScalarValue::Float32(Some(f32::from_le_bytes(reader.array()?))),
+            DataType::Float64 => ScalarValue::Float64(Some(f64::from_le_bytes(reader.array()?))),
+            other => return Err(Error::internal(format!("no row encoding for {other}"))),
+        });
+    }
+    if reader.at != bytes.len() {
+        return Err(corrupt());
+    }
+    Ok(values)
+}
+
+/// Builds a batch from decoded rows.
+pub fn rows_to_batch(schema: &SchemaRef, rows: &[Vec<ScalarValue>]) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let array = if rows.is_empty() {
+            datafusion::arrow::array::new_empty_array(field.data_type())
+        } else {
+            ScalarValue::iter_to_array(rows.iter().map(|r| r[i].clone()))
+                .map_err(|e| Error::internal(e.to_string()))?
+        };
+        columns.push(array);
+    }
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| Error::internal(e.to_string()))
+}
+
+fn corrupt() -> Error {
+    Error::storage("a stored row is damaged (it does not decode for its relation's schema)")
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(corrupt)?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        self.take(N)?.try_into().map_err(|_| corrupt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    fn key(v: ScalarValue) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_key(&v, &mut out).expect("key");
+        out
+    }
+
+    #[test]
+    fn keys_sort_like_values() {
+        let texts = ["", "a", "a\0", "a\0b", "ab", "b"];
+        let encoded: Vec<_> = texts.iter().map(|t| key(ScalarValue::from(*t))).collect();
+        assert!(encoded.windows(2).all(|w| w[0] < w[1]), "{encoded:?}");
+        let ints = [i64::MIN, -1, 0, 1, i64::MAX];
+        let encoded: Vec<_> = ints.iter().map(|i| key(ScalarValue::Int64(Some(*i)))).collect();
+        assert!(encoded.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xFF]), None);
+    }
+
+    #[test]
+    fn rows_round_trip_and_damage_is_an_error() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("x", DataType::Float64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+        ]));
+        let row = vec![
+            ScalarValue::from("u1"),
+            ScalarValue::Int64(None),
+            ScalarValue::Float64(Some(2.5)),
+            ScalarValue::TimestampNanosecond(Some(7), None),
+        ];
+        let bytes = encode_row(&row).expect("encode");
+        assert_eq!(decode_row(&schema, &bytes).expect("decode"), row);
+        assert!(decode_row(&schema, &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_row(&schema, &[bytes.as_slice(), &[0]].concat()).is_err());
+        let batch = rows_to_batch(&schema, &[row]).expect("batch");
+        assert_eq!(batch.num_rows(), 1);
+    }
+}

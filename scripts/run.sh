@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The README's first command: install what is missing, build, and run segstream on the
+# embedded default (a local data directory, no other service) with the reference
+# workload's schema and segments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+. scripts/env.sh
+cargo build --locked -p segstream
+bin="$CARGO_TARGET_DIR/debug/segstream"
+data="${SEGSTREAM_DATA_DIR:-$(mktemp -d -t segstream-run.XXXXXX)}"
+echo "segstream: data directory $data (manual clock)"
+"$bin" --data-dir "$data" --clock manual sql \
+  -f sql-examples/workload/schema.sql \
+  -f sql-examples/workload/segments.sql \
+  -e "SHOW SEGMENTS" \
+  -e "EXPLAIN SEGMENT cart_abandoners"
