@@ -1,0 +1,119 @@
+//! The statements of the segment language, as the parser hands them to the catalog and
+//! the engine. Plain SQL parts (queries, INSERT, DELETE, expressions) stay sqlparser's
+//! own types so that DataFusion can plan them unchanged.
+
+use std::fmt;
+
+use datafusion::sql::sqlparser::ast::{ColumnDef, Delete, Expr, Insert, Query};
+use segstream_types::Position;
+
+/// One statement and where it stands in the text it was parsed from.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub kind: StatementKind,
+    /// Where the statement's first token is.
+    pub position: Option<Position>,
+    /// The statement exactly as written, without the closing `;`. The catalog stores
+    /// this text, so `DESCRIBE` shows a segment the way its author wrote it.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum StatementKind {
+    CreateStream(CreateStream),
+    CreateTable(CreateTable),
+    CreateSegment(CreateSegment),
+    Drop {
+        object: ObjectKind,
+        name: Name,
+        if_exists: bool,
+    },
+    Show(ObjectKind),
+    Describe(Name),
+    ExplainSegment(Name),
+    ExplainCreateSegment(CreateSegment),
+    AdvanceTime(AdvanceTime),
+    Insert(Box<Insert>),
+    Delete(Box<Delete>),
+    /// An ad hoc SELECT (or VALUES / WITH ...), run in batch.
+    Query(Box<Query>),
+}
+
+/// What kind of object a name denotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Stream,
+    Table,
+    Segment,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "stream",
+            Self::Table => "table",
+            Self::Segment => "segment",
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An object name as normalised by the parser (unquoted names are lower-cased, as in
+/// DataFusion and PostgreSQL) and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    pub value: String,
+    pub position: Option<Position>,
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.value)
+    }
+}
+
+/// `CREATE STREAM name (columns) [WITH (event_time = 'ts', key = 'user_id')]`
+#[derive(Debug, Clone)]
+pub struct CreateStream {
+    pub name: Name,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    /// The event-time column; `ts` when not given.
+    pub event_time: Option<Name>,
+    /// The entity key; the first column when not given.
+    pub key: Option<Name>,
+}
+
+/// `CREATE TABLE name (columns..., PRIMARY KEY (k))`
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    pub name: Name,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub primary_key: Name,
+}
+
+/// `CREATE [OR REPLACE] SEGMENT [IF NOT EXISTS] name AS query`
+#[derive(Debug, Clone)]
+pub struct CreateSegment {
+    pub name: Name,
+    pub or_replace: bool,
+    pub if_not_exists: bool,
+    pub query: Box<Query>,
+    /// Where the query after `AS` starts: the place to point at when a problem concerns
+    /// the whole query rather than one part of it.
+    pub query_position: Option<Position>,
+}
+
+/// `ADVANCE TIME TO <timestamp>` or `ADVANCE TIME BY <interval>`; the expression is a
+/// constant, evaluated by DataFusion.
+#[derive(Debug, Clone)]
+pub enum AdvanceTime {
+    To(Expr),
+    By(Expr),
+}
