@@ -1,0 +1,57 @@
+//! The clock that `NOW()` reads.
+
+use std::fmt;
+use std::str::FromStr;
+
+use segstream_types::Timestamp;
+
+/// `wall` follows UTC (the server default); `manual` moves only by `ADVANCE TIME`, starts
+/// at 1970-01-01 00:00:00 UTC and never goes backwards (fixtures and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClockMode {
+    #[default]
+    Wall,
+    Manual,
+}
+
+impl FromStr for ClockMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "wall" => Ok(Self::Wall),
+            "manual" => Ok(Self::Manual),
+            other => Err(format!("unknown clock `{other}`: use `wall` or `manual`")),
+        }
+    }
+}
+
+impl fmt::Display for ClockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Wall => "wall",
+            Self::Manual => "manual",
+        })
+    }
+}
+
+pub(crate) struct Clock {
+    pub(crate) mode: ClockMode,
+    /// The manual clock's instant (unused in wall mode).
+    pub(crate) manual: Timestamp,
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> Timestamp {
+        match self.mode {
+            ClockMode::Manual => self.manual,
+            ClockMode::Wall => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
+                Timestamp(nanos)
+            }
+        }
+    }
+}

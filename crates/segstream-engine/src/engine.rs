@@ -1,0 +1,454 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use segstream_sql::ast::{AdvanceTime, CreateSegment, Name, ObjectKind, StatementKind};
+use segstream_sql::planner::closest;
+use segstream_sql::schema::sql_type_name;
+use segstream_sql::{parse_statement, parse_statements, Catalog, Relation, Statement};
+use segstream_state::{Store, CF_CATALOG, CF_META, CF_ROWS};
+use segstream_types::{Error, Result, Timestamp};
+
+use crate::clock::{Clock, ClockMode};
+use crate::output::Output;
+
+/// Where the engine keeps its data and how its clock runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    pub clock: ClockMode,
+}
+
+impl EngineOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            clock: ClockMode::default(),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: ClockMode) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+const META_NEXT_ID: &str = "next_id";
+const META_CLOCK: &str = "clock";
+
+/// One open data directory and everything declared in it.
+pub struct Engine {
+    pub(crate) store: Store,
+    pub(crate) catalog: Catalog,
+    /// Definition id of each relation: the key of its catalog entry and the prefix of
+    /// its stored rows.
+    pub(crate) ids: HashMap<String, u64>,
+    next_id: u64,
+    pub(crate) clock: Clock,
+}
+
+impl Engine {
+    /// Opens the data directory and reloads every stored definition.
+    pub fn open(options: EngineOptions) -> Result<Self> {
+        let store = Store::open(&options.data_dir)?;
+        let manual = Timestamp(store.meta_i64(META_CLOCK)?.unwrap_or(0));
+        let next_id = store.meta_u64(META_NEXT_ID)?.unwrap_or(1);
+        let mut engine = Self {
+            store,
+            catalog: Catalog::new(),
+            ids: HashMap::new(),
+            next_id,
+            clock: Clock {
+                mode: options.clock,
+                manual,
+            },
+        };
+        engine.reload_catalog()?;
+        Ok(engine)
+    }
+
+    /// Rebuilds the catalog from the stored statements, through the same planning code
+    /// that accepted them. A segment replaced after its dependants were created has a
+    /// larger id than they do, so definitions are planned in rounds until all are in.
+    fn reload_catalog(&mut self) -> Result<()> {
+        let mut pending = self.store.catalog_entries()?;
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            let before = pending.len();
+            for (id, text) in pending {
+                match self.relation_from_text(&text) {
+                    Ok(relation) => {
+                        self.ids.insert(relation.name.clone(), id);
+                        self.catalog.insert(relation);
+                    }
+                    Err(e) => {
+                        last_error = Some((id, e));
+                        failed.push((id, text));
+                    }
+                }
+            }
+            if failed.len() == before {
+                let (id, e) = last_error.expect("a failed round has an error");
+                return Err(Error::storage(format!(
+                    "stored definition #{id} no longer plans: {e}"
+                )));
+            }
+            pending = failed;
+        }
+        Ok(())
+    }
+
+    fn relation_from_text(&self, text: &str) -> Result<Relation> {
+        let statement = parse_statement(text)?;
+        match &statement.kind {
+            StatementKind::CreateStream(c) => self.catalog.stream_from(c, text),
+            StatementKind::CreateTable(c) => self.catalog.table_from(c, text),
+            StatementKind::CreateSegment(c) => self.catalog.segment_from(c, text, statement.position),
+            _ => Err(Error::storage(format!(
+                "stored definition is not a CREATE statement: {text}"
+            ))),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The instant `NOW()` has now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn clock_mode(&self) -> ClockMode {
+        self.clock.mode
+    }
+
+    /// Parses and runs a script, statement by statement; stops at the first error.
+    pub async fn execute(&mut self, sql: &str) -> Result<Vec<Output>> {
+        let mut outputs = Vec::new();
+        for statement in parse_statements(sql)? {
+            outputs.push(self.execute_statement(&statement).await?);
+        }
+        Ok(outputs)
+    }
+
+    /// Runs one statement. An error without a position of its own points at the
+    /// statement's first token.
+    pub async fn execute_statement(&mut self, statement: &Statement) -> Result<Output> {
+        self.run_statement(statement)
+            .await
+            .map_err(|e| e.or_position(statement.position))
+    }
+
+    async fn run_statement(&mut self, statement: &Statement) -> Result<Output> {
+        match &statement.kind {
+            StatementKind::CreateStream(c) => {
+                if self.skip_existing(&c.name, ObjectKind::Stream, c.if_not_exists)? {
+                    return Ok(Output::Done(format!(
+                        "CREATE STREAM (skipped: stream {} already exists)",
+                        c.name
+                    )));
+                }
+                let relation = self.catalog.stream_from(c, &statement.text)?;
+                self.add_relation(relation, None)?;
+                Ok(Output::Done("CREATE STREAM".into()))
+            }
+            StatementKind::CreateTable(c) => {
+                if self.skip_existing(&c.name, ObjectKind::Table, c.if_not_exists)? {
+                    return Ok(Output::Done(format!(
+                        "CREATE TABLE (skipped: table {} already exists)",
+                        c.name
+                    )));
+                }
+                let relation = self.catalog.table_from(c, &statement.text)?;
+                self.add_relation(relation, None)?;
+                Ok(Output::Done("CREATE TABLE".into()))
+            }
+            StatementKind::CreateSegment(c) => self.create_segment(c, statement),
+            StatementKind::Drop {
+                object,
+                name,
+                if_exists,
+            } => self.drop_relation(*object, name, *if_exists),
+            StatementKind::Show(kind) => Ok(self.show(*kind)),
+            StatementKind::Describe(name) => Ok(self.describe(self.relation(name)?)),
+            StatementKind::ExplainSegment(name) => {
+                let relation = self.relation(name)?;
+                if relation.kind != ObjectKind::Segment {
+                    return Err(Error::catalog(format!(
+                        "`{name}` is a {}, not a segment; EXPLAIN SEGMENT explains segments (DESCRIBE {name} shows its columns)",
+                        relation.kind
+                    ))
+                    .at(name.position));
+                }
+                Ok(Output::Text(explain(relation)))
+            }
+            StatementKind::ExplainCreateSegment(c) => {
+                let mut catalog = self.catalog.clone();
+                if c.or_replace {
+                    catalog.remove(&c.name.value);
+                }
+                let relation = catalog.segment_from(c, &statement.text, statement.position)?;
+                Ok(Output::Text(explain(&relation)))
+            }
+            StatementKind::AdvanceTime(advance) => self.advance_time(advance).await,
+            StatementKind::Insert(insert) => self.insert(insert).await,
+            StatementKind::Delete(delete) => self.delete(delete).await,
+            StatementKind::Query(query) => self.query(query).await,
+        }
+    }
+
+    /// Whether a CREATE should be skipped (IF NOT EXISTS on an existing object of the same
+    /// kind); an error if the name is taken otherwise.
+    fn skip_existing(&self, name: &Name, kind: ObjectKind, if_not_exists: bool) -> Result<bool> {
+        match self.catalog.name_taken(name, kind) {
+            None => Ok(false),
+            Some(_) if if_not_exists && self.catalog.get(&name.value).map(|r| r.kind) == Some(kind) => {
+                Ok(true)
+            }
+            Some(e) => Err(e),
+        }
+    }
+
+    fn create_segment(&mut self, c: &CreateSegment, statement: &Statement) -> Result<Output> {
+        let existing = self.catalog.get(&c.name.value).map(|r| r.kind);
+        let replacing = match existing {
+            Some(ObjectKind::Segment) if c.or_replace => true,
+            Some(_) => {
+                if self.skip_existing(&c.name, ObjectKind::Segment, c.if_not_exists)? {
+                    return Ok(Output::Done(format!(
+                        "CREATE SEGMENT (skipped: segment {} already exists)",
+                        c.name
+                    )));
+                }
+                return Err(Error::internal("existing name neither skipped nor refused"));
+            }
+            None => false,
+        };
+        let relation = self
+            .catalog
+            .segment_from(c, &statement.text, statement.position)?;
+        if replacing {
+            // Every segment that reads this one must still plan against the new version.
+            let mut next = self.catalog.clone();
+            next.insert(relation.clone());
+            for dependant in self.catalog.dependants(&c.name.value) {
+                let Some(d) = self.catalog.get(dependant) else {
+                    continue;
+                };
+                let text = d.definition.clone();
+                let replanned = parse_statement(&text).and_then(|s| match &s.kind {
+                    StatementKind::CreateSegment(dc) => next.segment_from(dc, &text, s.position),
+                    _ => Err(Error::internal("a dependant is not a segment")),
+                });
+                if let Err(e) = replanned {
+                    return Err(Error::catalog(format!(
+                        "cannot replace segment `{}`: segment `{dependant}` reads it and would no longer plan: {e}",
+                        c.name
+                    )));
+                }
+            }
+            let old_id = self.ids.get(&c.name.value).copied();
+            self.add_relation(relation, old_id)?;
+            Ok(Output::Done("CREATE OR REPLACE SEGMENT".into()))
+        } else {
+            self.add_relation(relation, None)?;
+            Ok(Output::Done("CREATE SEGMENT".into()))
+        }
+    }
+
+    /// Persists a definition under a new id (dropping `replaces`) and adds it to the catalog.
+    fn add_relation(&mut self, relation: Relation, replaces: Option<u64>) -> Result<()> {
+        let id = self.next_id;
+        let mut batch = self.store.batch();
+        if let Some(old) = replaces {
+            batch.delete(CF_CATALOG, &old.to_be_bytes())?;
+        }
+        batch.put(CF_CATALOG, &id.to_be_bytes(), relation.definition.as_bytes())?;
+        batch.put_u64(CF_META, META_NEXT_ID.as_bytes(), id + 1)?;
+        self.store.write(batch)?;
+        self.next_id = id + 1;
+        self.ids.insert(relation.name.clone(), id);
+        self.catalog.insert(relation);
+        Ok(())
+    }
+
+    fn drop_relation(&mut self, kind: ObjectKind, name: &Name, if_exists: bool) -> Result<Output> {
+        let tag = format!("DROP {}", kind.as_str().to_uppercase());
+        let Some(relation) = self.catalog.get(&name.value) else {
+            if if_exists {
+                return Ok(Output::Done(format!("{tag} (skipped: no {kind} named {name})")));
+            }
+            return Err(self.unknown(name));
+        };
+        if relation.kind != kind {
+            return Err(Error::catalog(format!(
+                "`{name}` is a {}, not a {kind}; write DROP {} {name}",
+                relation.kind,
+                relation.kind.as_str().to_uppercase()
+            ))
+            .at(name.position));
+        }
+        let dependants = self.catalog.dependants(&name.value);
+        if !dependants.is_empty() {
+            return Err(Error::catalog(format!(
+                "cannot drop {kind} `{name}`: {} {} it; drop {} first",
+                if dependants.len() == 1 {
+                    "segment"
+                } else {
+                    "segments"
+                },
+                dependants
+                    .iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if dependants.len() == 1 { " reads" } else { " read" },
+                if dependants.len() == 1 { "it" } else { "them" },
+            ))
+            .at(name.position));
+        }
+        let id = self
+            .ids
+            .get(&name.value)
+            .copied()
+            .ok_or_else(|| Error::internal(format!("{name} has no id")))?;
+        let mut batch = self.store.batch();
+        batch.delete(CF_CATALOG, &id.to_be_bytes())?;
+        batch.delete_prefix(CF_ROWS, &id.to_be_bytes())?;
+        self.store.write(batch)?;
+        self.catalog.remove(&name.value);
+        self.ids.remove(&name.value);
+        Ok(Output::Done(tag))
+    }
+
+    pub(crate) fn relation(&self, name: &Name) -> Result<&Relation> {
+        self.catalog.get(&name.value).ok_or_else(|| self.unknown(name))
+    }
+
+    pub(crate) fn unknown(&self, name: &Name) -> Error {
+        let mut message = format!("no stream, table or segment is named `{name}`");
+        if let Some(close) = closest(&name.value, self.catalog.relations().map(|r| r.name.as_str())) {
+            message.push_str(&format!(" (did you mean `{close}`?)"));
+        }
+        Error::catalog(message).at(name.position)
+    }
+
+    fn show(&self, kind: ObjectKind) -> Output {
+        let relations = self.catalog.list(kind);
+        match kind {
+            ObjectKind::Segment => Output::text_table(
+                &["name", "key", "attributes", "reads"],
+                relations
+                    .map(|r| {
+                        vec![
+                            r.name.clone(),
+                            r.key.clone(),
+                            r.attributes().join(", "),
+                            r.reads.join(", "),
+                        ]
+                    })
+                    .collect(),
+            ),
+            ObjectKind::Stream => Output::text_table(
+                &["name", "key", "event_time", "columns"],
+                relations
+                    .map(|r| {
+                        vec![
+                            r.name.clone(),
+                            r.key.clone(),
+                            r.event_time.clone().unwrap_or_default(),
+                            columns(r),
+                        ]
+                    })
+                    .collect(),
+            ),
+            ObjectKind::Table => Output::text_table(
+                &["name", "primary_key", "columns"],
+                relations
+                    .map(|r| vec![r.name.clone(), r.key.clone(), columns(r)])
+                    .collect(),
+            ),
+        }
+    }
+
+    fn describe(&self, relation: &Relation) -> Output {
+        let rows = relation
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let role = match relation.kind {
+                    ObjectKind::Stream if f.name() == &relation.key => "key",
+                    ObjectKind::Stream if Some(f.name()) == relation.event_time.as_ref() => "event time",
+                    ObjectKind::Table if f.name() == &relation.key => "primary key",
+                    ObjectKind::Segment if f.name() == &relation.key => "member key",
+                    ObjectKind::Segment => "attribute",
+                    _ => "",
+                };
+                vec![
+                    f.name().clone(),
+                    sql_type_name(f.data_type()),
+                    if f.is_nullable() { "YES" } else { "NO" }.to_string(),
+                    role.to_string(),
+                ]
+            })
+            .collect();
+        Output::text_table(&["column", "type", "nullable", "role"], rows)
+    }
+
+    async fn advance_time(&mut self, advance: &AdvanceTime) -> Result<Output> {
+        if self.clock.mode != ClockMode::Manual {
+            return Err(Error::invalid_input(
+                "ADVANCE TIME needs the manual clock; this engine follows the wall clock (start it with --clock manual)",
+            ));
+        }
+        let now = self.clock.manual;
+        let target = match advance {
+            AdvanceTime::To(expr) => self.evaluate_timestamp(&format!("{expr}"), now).await?,
+            AdvanceTime::By(expr) => {
+                self.evaluate_timestamp(
+                    &format!("arrow_cast({}, 'Timestamp(Nanosecond, None)') + ({expr})", now.0),
+                    now,
+                )
+                .await?
+            }
+        };
+        if target < now {
+            return Err(Error::invalid_input(format!(
+                "the clock never goes backwards: it is at {now}, and ADVANCE TIME asked for {target}"
+            )));
+        }
+        let mut batch = self.store.batch();
+        batch.put_u64(CF_META, META_CLOCK.as_bytes(), target.0 as u64)?;
+        self.store.write(batch)?;
+        self.clock.manual = target;
+        Ok(Output::Done(format!("ADVANCE TIME {target}")))
+    }
+}
+
+fn columns(relation: &Relation) -> String {
+    relation
+        .schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The text of EXPLAIN for a segment: what it is, what it reads, and its operators.
+fn explain(relation: &Relation) -> String {
+    let attributes = relation.attributes();
+    let mut out = format!(
+        "segment {}: member key {}, attributes [{}]\nreads: {}\n",
+        relation.name,
+        relation.key,
+        attributes.join(", "),
+        relation.reads.join(", ")
+    );
+    if let Some(plan) = &relation.plan {
+        out.push_str(&plan.explain());
+    }
+    out
+}

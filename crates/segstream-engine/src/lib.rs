@@ -1,0 +1,17 @@
+//! Runs segstream statements against a data directory: keeps the catalog (persisted,
+//! reloaded on start), the clock, stored stream events and table rows, and answers ad
+//! hoc queries with DataFusion in batch.
+//!
+//! ```text
+//!   text -> segstream-sql (parse, plan) -> Engine::execute_statement -> segstream-state (one write batch)
+//! ```
+
+mod clock;
+mod engine;
+mod output;
+mod query;
+mod rows;
+
+pub use clock::ClockMode;
+pub use engine::{Engine, EngineOptions};
+pub use output::Output;

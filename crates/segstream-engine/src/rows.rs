@@ -1,0 +1,288 @@
+//! INSERT and DELETE: rows of streams (append-only events) and tables (upserted by
+//! primary key), validated against the declared schema and stored in one write batch.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::Array;
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    ConflictTarget, Delete, FromTable, Ident, Insert, ObjectName, OnConflictAction, OnInsert,
+    Statement as SqlStatement, TableFactor, TableObject,
+};
+use segstream_sql::ast::{Name, ObjectKind, StatementKind};
+use segstream_sql::parse_statement;
+use segstream_sql::parser::normalize;
+use segstream_state::codec::{encode_key, encode_row};
+use segstream_state::{CF_META, CF_ROWS};
+use segstream_types::{Error, Result};
+
+use crate::engine::Engine;
+use crate::output::Output;
+use crate::query::cast_column;
+
+const META_NEXT_EVENT: &str = "next_event_seq";
+
+impl Engine {
+    pub(crate) async fn insert(&mut self, insert: &Insert) -> Result<Output> {
+        let TableObject::TableName(object) = &insert.table else {
+            return Err(Error::invalid_input(
+                "INSERT INTO a table function is not supported; name a stream or table",
+            ));
+        };
+        let name = single_name(object)?;
+        let relation = self.relation(&name)?.clone();
+        if relation.kind == ObjectKind::Segment {
+            return Err(Error::invalid_input(format!(
+                "segment `{name}` is computed from its query; insert into the streams and tables it reads ({})",
+                relation.reads.join(", ")
+            )));
+        }
+        if insert.returning.is_some()
+            || insert.overwrite
+            || !insert.assignments.is_empty()
+            || insert.partitioned.is_some()
+        {
+            return Err(Error::invalid_input(
+                "this form of INSERT is not supported; write INSERT INTO name [(columns)] VALUES (...) | SELECT ...",
+            ));
+        }
+        let keep_existing = match &insert.on {
+            None => false,
+            Some(_) if relation.kind == ObjectKind::Stream => {
+                return Err(Error::invalid_input(format!(
+                    "stream `{name}` is append-only: every event is kept, so ON CONFLICT does not apply"
+                )))
+            }
+            Some(OnInsert::OnConflict(conflict)) => {
+                if let Some(target) = &conflict.conflict_target {
+                    let ok = matches!(target, ConflictTarget::Columns(c) if c.len() == 1 && normalize(&c[0]) == relation.key);
+                    if !ok {
+                        return Err(Error::invalid_input(format!(
+                            "ON CONFLICT must name the primary key of `{name}`: ON CONFLICT ({})",
+                            relation.key
+                        )));
+                    }
+                }
+                match conflict.action {
+                    OnConflictAction::DoNothing => true,
+                    OnConflictAction::DoUpdate(_) => {
+                        return Err(Error::invalid_input(
+                            "INSERT into a table already replaces the row with the same key; \
+                             drop ON CONFLICT ... DO UPDATE (or use DO NOTHING to keep the old row)",
+                        ))
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(Error::invalid_input(
+                    "ON DUPLICATE KEY UPDATE is not supported; INSERT into a table upserts",
+                ))
+            }
+        };
+        let Some(source) = &insert.source else {
+            return Err(Error::invalid_input("INSERT needs VALUES (...) or a SELECT"));
+        };
+
+        // Which target column each source column fills.
+        let fields = relation.schema.fields();
+        let targets: Vec<usize> = if insert.columns.is_empty() {
+            (0..fields.len()).collect()
+        } else {
+            let mut seen = HashSet::new();
+            let mut targets = Vec::with_capacity(insert.columns.len());
+            for column in &insert.columns {
+                let column = single_name(column)?.value;
+                let index = relation
+                    .schema
+                    .index_of(&column)
+                    .map_err(|_| Error::invalid_input(format!("`{name}` has no column `{column}`")))?;
+                if !seen.insert(index) {
+                    return Err(Error::invalid_input(format!("column `{column}` is named twice")));
+                }
+                targets.push(index);
+            }
+            targets
+        };
+
+        let (source_schema, batches) = self.run_query(SqlStatement::Query(source.clone())).await?;
+        let given = source_schema.fields().len();
+        if given > targets.len() || (!insert.columns.is_empty() && given != targets.len()) {
+            return Err(Error::invalid_input(format!(
+                "INSERT gives {given} values per row for {} columns of `{name}`",
+                targets.len()
+            )));
+        }
+
+        let mut rows: Vec<Vec<ScalarValue>> = Vec::new();
+        for batch in &batches {
+            let mut columns: Vec<Option<Arc<dyn Array>>> = vec![None; fields.len()];
+            for (source_index, &target) in targets.iter().take(given).enumerate() {
+                let field = &fields[target];
+                let cast = cast_column(batch.column(source_index), field.data_type()).map_err(|e| {
+                    Error::invalid_input(format!(
+                        "column `{}` of `{name}` is {}: {e}",
+                        field.name(),
+                        segstream_sql::schema::sql_type_name(field.data_type())
+                    ))
+                })?;
+                columns[target] = Some(cast);
+            }
+            for row in 0..batch.num_rows() {
+                let number = rows.len() + 1;
+                let mut values = Vec::with_capacity(fields.len());
+                for (i, field) in fields.iter().enumerate() {
+                    let value = match &columns[i] {
+                        Some(array) => ScalarValue::try_from_array(array, row)
+                            .map_err(|e| Error::internal(e.to_string()))?,
+                        None => ScalarValue::try_from(field.data_type())
+                            .map_err(|e| Error::internal(e.to_string()))?,
+                    };
+                    if value.is_null() && !field.is_nullable() {
+                        return Err(Error::invalid_input(format!(
+                            "row {number}: column `{}` of `{name}` is NOT NULL but got no value",
+                            field.name()
+                        )));
+                    }
+                    values.push(value);
+                }
+                rows.push(values);
+            }
+        }
+
+        let id = self.id_of(&relation.name)?;
+        let key_index = relation
+            .schema
+            .index_of(&relation.key)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let mut batch = self.store.batch();
+        let mut written = 0usize;
+        match relation.kind {
+            ObjectKind::Stream => {
+                let mut seq = self.store.meta_u64(META_NEXT_EVENT)?.unwrap_or(0);
+                for row in &rows {
+                    let mut key = id.to_be_bytes().to_vec();
+                    key.extend_from_slice(&seq.to_be_bytes());
+                    batch.put(CF_ROWS, &key, &encode_row(row)?)?;
+                    seq += 1;
+                    written += 1;
+                }
+                batch.put_u64(CF_META, META_NEXT_EVENT.as_bytes(), seq)?;
+            }
+            _ => {
+                let mut seen = HashSet::new();
+                for row in &rows {
+                    let mut key = id.to_be_bytes().to_vec();
+                    encode_key(&row[key_index], &mut key)?;
+                    if keep_existing && (seen.contains(&key) || self.store.get(CF_ROWS, &key)?.is_some()) {
+                        continue;
+                    }
+                    batch.put(CF_ROWS, &key, &encode_row(row)?)?;
+                    seen.insert(key);
+                    written += 1;
+                }
+            }
+        }
+        self.store.write(batch)?;
+        Ok(Output::Done(format!("INSERT {written}")))
+    }
+
+    pub(crate) async fn delete(&mut self, delete: &Delete) -> Result<Output> {
+        let tables = match &delete.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+        };
+        if tables.len() != 1
+            || !tables[0].joins.is_empty()
+            || delete.using.is_some()
+            || delete.returning.is_some()
+            || delete.limit.is_some()
+            || !delete.order_by.is_empty()
+            || !delete.tables.is_empty()
+        {
+            return Err(Error::invalid_input(
+                "write DELETE FROM table WHERE condition (one table, no joins, USING or LIMIT)",
+            ));
+        }
+        let TableFactor::Table { name: object, .. } = &tables[0].relation else {
+            return Err(Error::invalid_input("DELETE FROM needs a table name"));
+        };
+        let name = single_name(object)?;
+        let relation = self.relation(&name)?.clone();
+        match relation.kind {
+            ObjectKind::Table => {}
+            ObjectKind::Stream => {
+                return Err(Error::invalid_input(format!(
+                    "stream `{name}` is append-only: its events are history and are not deleted"
+                )))
+            }
+            ObjectKind::Segment => {
+                return Err(Error::invalid_input(format!(
+                    "segment `{name}` is computed from its query; change the data it reads instead"
+                )))
+            }
+        }
+        let mut sql = format!(
+            "SELECT {} FROM {}",
+            Ident::with_quote('"', relation.key.as_str()),
+            Ident::with_quote('"', relation.name.as_str())
+        );
+        if let Some(selection) = &delete.selection {
+            sql.push_str(&format!(" WHERE {selection}"));
+        }
+        let StatementKind::Query(query) = parse_statement(&sql)?.kind else {
+            return Err(Error::internal("DELETE's row query did not parse as a query"));
+        };
+        let (_, batches) = self.run_query(SqlStatement::Query(query)).await?;
+        let id = self.id_of(&relation.name)?;
+        let mut batch = self.store.batch();
+        let mut deleted = 0usize;
+        for keys in &batches {
+            for row in 0..keys.num_rows() {
+                let value = ScalarValue::try_from_array(keys.column(0), row)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let mut key = id.to_be_bytes().to_vec();
+                encode_key(&value, &mut key)?;
+                batch.delete(CF_ROWS, &key)?;
+                deleted += 1;
+            }
+        }
+        self.store.write(batch)?;
+        Ok(Output::Done(format!("DELETE {deleted}")))
+    }
+
+    pub(crate) fn id_of(&self, name: &str) -> Result<u64> {
+        self.ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::internal(format!("{name} has no definition id")))
+    }
+
+    /// Every stored row of a stream or table, as one batch.
+    pub(crate) fn stored_rows(
+        &self,
+        relation: &segstream_sql::Relation,
+    ) -> Result<datafusion::arrow::array::RecordBatch> {
+        let id = self.id_of(&relation.name)?;
+        let rows = self
+            .store
+            .scan_prefix(CF_ROWS, &id.to_be_bytes())?
+            .into_iter()
+            .map(|(_, value)| segstream_state::codec::decode_row(&relation.schema, &value))
+            .collect::<Result<Vec<_>>>()?;
+        segstream_state::codec::rows_to_batch(&relation.schema, &rows)
+    }
+}
+
+/// `name` from an object name; qualified names are refused (one namespace).
+fn single_name(object: &ObjectName) -> Result<Name> {
+    let parts: Vec<_> = object.0.iter().filter_map(|p| p.as_ident()).collect();
+    match parts.as_slice() {
+        [ident] => Ok(Name {
+            value: normalize(ident),
+            position: None,
+        }),
+        _ => Err(Error::invalid_input(format!(
+            "`{object}`: names are not qualified; write the name alone"
+        ))),
+    }
+}

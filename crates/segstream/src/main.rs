@@ -1,0 +1,168 @@
+//! The `segstream` command line.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use segstream_engine::{ClockMode, Engine, EngineOptions};
+use segstream_types::{Error, Position};
+
+#[derive(Parser)]
+#[command(
+    name = "segstream",
+    version,
+    about = "Real-time audience segmentation: customer segments declared in streaming SQL, kept exact as events arrive."
+)]
+struct Cli {
+    /// Where segstream keeps its data (created if missing).
+    #[arg(
+        long,
+        global = true,
+        default_value = "./segstream-data",
+        env = "SEGSTREAM_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+
+    /// `wall` follows UTC; `manual` starts at 1970-01-01 and moves only by ADVANCE TIME.
+    #[arg(long, global = true, default_value = "wall", env = "SEGSTREAM_CLOCK")]
+    clock: ClockMode,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run statements against the data directory and print their results.
+    #[command(after_help = "Examples:
+  segstream sql -e \"SHOW SEGMENTS\"
+  segstream sql -f sql-examples/workload/schema.sql -f sql-examples/workload/segments.sql
+  segstream sql --clock manual -e \"ADVANCE TIME BY INTERVAL '1 hour'\" -e \"SELECT NOW()\"
+  echo \"EXPLAIN SEGMENT recent_buyers\" | segstream sql
+
+Statements run in the order given; the first error stops the run and exits with status 1.")]
+    Sql {
+        /// A statement (or several, separated by `;`). May be repeated.
+        #[arg(short = 'e', long = "execute", value_name = "SQL")]
+        execute: Vec<String>,
+
+        /// A file of statements. May be repeated; -e and -f run in the order given.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli, &matches).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Ok(false)` when a statement failed (already reported).
+async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
+    let options = EngineOptions::new(&cli.data_dir).with_clock(cli.clock);
+    match cli.command {
+        Command::Sql { execute, files } => {
+            let mut engine = Engine::open(options)
+                .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?;
+            // -e and -f in command-line order: clap keeps each occurrence's index.
+            let sql_matches = matches.subcommand_matches("sql");
+            let indices = |id: &str| -> Vec<usize> {
+                sql_matches
+                    .and_then(|m| m.indices_of(id))
+                    .map(|i| i.collect())
+                    .unwrap_or_default()
+            };
+            let mut ordered: Vec<(usize, String, Source)> = Vec::new();
+            for ((i, index), sql) in indices("execute").into_iter().enumerate().zip(execute) {
+                ordered.push((index, format!("-e #{}", i + 1), Source::Text(sql)));
+            }
+            for (index, file) in indices("files").into_iter().zip(files) {
+                ordered.push((index, file.display().to_string(), Source::File(file)));
+            }
+            ordered.sort_by_key(|(index, _, _)| *index);
+            let mut scripts: Vec<(String, String)> = Vec::with_capacity(ordered.len());
+            for (_, origin, source) in ordered {
+                let text = match source {
+                    Source::Text(text) => text,
+                    Source::File(file) => std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?,
+                };
+                scripts.push((origin, text));
+            }
+            if scripts.is_empty() {
+                if std::io::stdin().is_terminal() {
+                    anyhow::bail!(
+                        "give statements with -e or -f, or pipe them in (see `segstream sql --help`)"
+                    );
+                }
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading statements from standard input")?;
+                scripts.push(("<stdin>".into(), text));
+            }
+            for (origin, text) in &scripts {
+                if !run_script(&mut engine, origin, text).await {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+enum Source {
+    Text(String),
+    File(PathBuf),
+}
+
+async fn run_script(engine: &mut Engine, origin: &str, text: &str) -> bool {
+    let statements = match segstream_sql::parse_statements(text) {
+        Ok(s) => s,
+        Err(e) => {
+            report(origin, text, &e);
+            return false;
+        }
+    };
+    for statement in statements {
+        match engine.execute_statement(&statement).await {
+            Ok(output) => println!("{}\n", output.render()),
+            Err(e) => {
+                report(origin, text, &e.or_position(statement.position));
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Prints an error with the line it points at and a caret under the column.
+fn report(origin: &str, text: &str, error: &Error) {
+    eprintln!("error: {error}");
+    if let Some(Position { line, column }) = error.position() {
+        eprintln!("  --> {origin}:{line}:{column}");
+        if let Some(source_line) = text.lines().nth((line as usize).saturating_sub(1)) {
+            let gutter = line.to_string();
+            eprintln!("{} |", " ".repeat(gutter.len()));
+            eprintln!("{gutter} | {source_line}");
+            eprintln!(
+                "{} | {}^",
+                " ".repeat(gutter.len()),
+                " ".repeat((column as usize).saturating_sub(1))
+            );
+        }
+    }
+}
