@@ -1,0 +1,9 @@
+//! End-to-end tests: the engine, the planner files and the `segstream` binary, in one
+//! test binary (each binary linking DataFusion and RocksDB costs ~1 GB and seconds).
+
+mod catalog_restart;
+mod cli;
+mod malformed;
+mod plan_files;
+mod support;
+mod workload;

@@ -1,0 +1,27 @@
+use std::path::PathBuf;
+
+use segstream_engine::{ClockMode, Engine, EngineOptions};
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh engine on a temporary data directory with the manual clock. The directory
+/// lives as long as the returned guard.
+pub fn fresh_engine() -> (Engine, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let engine =
+        Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("engine opens");
+    (engine, dir)
+}
+
+/// The reference workload's schema, as the product ships it.
+pub fn workload_schema() -> String {
+    std::fs::read_to_string(repo_root().join("sql-examples/workload/schema.sql")).expect("workload schema")
+}
+
+pub fn workload_segments() -> String {
+    std::fs::read_to_string(repo_root().join("sql-examples/workload/segments.sql"))
+        .expect("workload segments")
+}
