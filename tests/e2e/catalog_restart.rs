@@ -44,20 +44,10 @@ async fn definitions_clock_and_rows_reload_on_start() {
     let mut engine = Engine::open(options).expect("reopen");
     let after = render(&engine.execute(probe).await.expect("probe after restart"));
     assert_eq!(before, after);
-    assert!(
-        after.contains("lifetime_value > 1000"),
-        "the replaced definition is the one reloaded: {after}"
-    );
+    assert!(after.contains("lifetime_value > 1000"), "the replaced definition is the one reloaded: {after}");
     assert!(after.contains("2026-05-01T12:00:00"), "{after}");
-    let members = engine
-        .execute("SELECT * FROM winback_now")
-        .await
-        .expect("members");
-    assert_eq!(
-        members[0].row_count(),
-        1,
-        "u1 is lapsed, high-value and logged in a minute ago"
-    );
+    let members = engine.execute("SELECT * FROM winback_now").await.expect("members");
+    assert_eq!(members[0].row_count(), 1, "u1 is lapsed, high-value and logged in a minute ago");
 }
 
 #[tokio::test]
@@ -77,11 +67,7 @@ async fn replacing_a_segment_that_others_read_must_keep_them_valid() {
         .execute("CREATE OR REPLACE SEGMENT spenders AS SELECT DISTINCT user_id FROM events")
         .await
         .expect_err("big_spenders reads `total`");
-    assert!(
-        e.to_string()
-            .contains("segment `big_spenders` reads it and would no longer plan"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("segment `big_spenders` reads it and would no longer plan"), "{e}");
     let text = render(&engine.execute("SHOW SEGMENTS").await.expect("show"));
     assert!(text.contains("total"), "the old definition stays: {text}");
 }

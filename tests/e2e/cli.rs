@@ -27,19 +27,13 @@ fn sql_runs_files_and_statements_and_prints_tables() {
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("| cart_abandoners   | user_id |"), "{stdout}");
     assert!(stdout.contains("(7 rows)"), "{stdout}");
 
     // The same data directory, a second process: the catalog was persisted.
-    let output = segstream(dir.path())
-        .args(["sql", "-e", "EXPLAIN SEGMENT recent_buyers"])
-        .output()
-        .expect("runs");
+    let output =
+        segstream(dir.path()).args(["sql", "-e", "EXPLAIN SEGMENT recent_buyers"]).output().expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
     assert!(stdout.contains("TemporalFilter"), "{stdout}");
@@ -85,29 +79,18 @@ fn errors_point_at_the_line_and_column_and_exit_non_zero() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("not supported in a segment at line 3, column 1: ORDER BY"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("not supported in a segment at line 3, column 1: ORDER BY"), "{stderr}");
     assert!(stderr.contains("--> -e #1:3:1"), "{stderr}");
     assert!(stderr.contains("3 | ORDER BY user_id\n  | ^"), "{stderr}");
     assert!(stderr.contains("help: remove ORDER BY"), "{stderr}");
-    assert!(
-        !stdout.contains("name"),
-        "SHOW SEGMENTS must not run after the error: {stdout}"
-    );
+    assert!(!stdout.contains("name"), "SHOW SEGMENTS must not run after the error: {stdout}");
 }
 
 #[test]
 fn help_lists_examples() {
-    let output = Command::new(env!("CARGO_BIN_EXE_segstream"))
-        .args(["sql", "--help"])
-        .output()
-        .expect("runs");
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_segstream")).args(["sql", "--help"]).output().expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
-    assert!(
-        stdout.contains("Examples:") && stdout.contains("segstream sql -e"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Examples:") && stdout.contains("segstream sql -e"), "{stdout}");
 }

@@ -270,14 +270,8 @@ async fn the_wall_clock_cannot_be_advanced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut engine =
         segstream_engine::Engine::open(segstream_engine::EngineOptions::new(dir.path())).expect("open");
-    let e = engine
-        .execute("ADVANCE TIME BY INTERVAL '1 hour'")
-        .await
-        .expect_err("wall clock");
-    assert!(
-        e.to_string().contains("ADVANCE TIME needs the manual clock"),
-        "{e}"
-    );
+    let e = engine.execute("ADVANCE TIME BY INTERVAL '1 hour'").await.expect_err("wall clock");
+    assert!(e.to_string().contains("ADVANCE TIME needs the manual clock"), "{e}");
     assert_eq!(e.position(), Some(Position::new(1, 1)));
     // The wall clock reads today, not the epoch.
     let now = engine.now();

@@ -22,38 +22,24 @@ async fn plan_files() {
         .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 20,
-        "expected the planner files, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 20, "expected the planner files, found {}", files.len());
     let mut failures = Vec::new();
     for file in &files {
         if let Err(problem) = run_file(file, bless).await {
             failures.push(format!("{}: {problem}", file.display()));
         }
     }
-    println!(
-        "plan files: {} passed, {} failed",
-        files.len() - failures.len(),
-        failures.len()
-    );
+    println!("plan files: {} passed, {} failed", files.len() - failures.len(), failures.len());
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
 }
 
 async fn run_file(file: &Path, bless: bool) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
-    let expected_error = text
-        .lines()
-        .find_map(|l| l.strip_prefix("--fail="))
-        .map(str::trim);
+    let expected_error = text.lines().find_map(|l| l.strip_prefix("--fail=")).map(str::trim);
     let setup = text.lines().any(|l| l.trim() == "--setup=workload");
     let (mut engine, _dir) = fresh_engine();
     if setup {
-        engine
-            .execute(&workload_schema())
-            .await
-            .map_err(|e| format!("workload setup: {e}"))?;
+        engine.execute(&workload_schema()).await.map_err(|e| format!("workload setup: {e}"))?;
     }
     let mut transcript = String::new();
     let mut error = None;
@@ -93,9 +79,7 @@ async fn run_file(file: &Path, bless: bool) -> Result<(), String> {
             }
         }
         (Some(expected), None) => {
-            return Err(format!(
-                "expected the error `{expected}`, but every statement ran"
-            ))
+            return Err(format!("expected the error `{expected}`, but every statement ran"))
         }
         (None, Some((actual, _))) => return Err(format!("unexpected error: {actual}")),
     }
@@ -104,12 +88,8 @@ async fn run_file(file: &Path, bless: bool) -> Result<(), String> {
         std::fs::write(&golden, &transcript).map_err(|e| e.to_string())?;
         return Ok(());
     }
-    let expected = std::fs::read_to_string(&golden).map_err(|_| {
-        format!(
-            "{} is missing; run with SEGSTREAM_BLESS=1 to write it",
-            golden.display()
-        )
-    })?;
+    let expected = std::fs::read_to_string(&golden)
+        .map_err(|_| format!("{} is missing; run with SEGSTREAM_BLESS=1 to write it", golden.display()))?;
     if expected != transcript {
         return Err(format!(
             "transcript differs from {}:\n{}",

@@ -11,15 +11,8 @@ use crate::support::{fresh_engine, repo_root, workload_schema, workload_segments
 async fn the_seven_workload_segments_plan_and_explain() {
     let (mut engine, _dir) = fresh_engine();
     engine.execute(&workload_schema()).await.expect("schema");
-    engine
-        .execute(&workload_segments())
-        .await
-        .expect("every workload segment plans");
-    let names: Vec<String> = engine
-        .catalog()
-        .list(ObjectKind::Segment)
-        .map(|r| r.name.clone())
-        .collect();
+    engine.execute(&workload_segments()).await.expect("every workload segment plans");
+    let names: Vec<String> = engine.catalog().list(ObjectKind::Segment).map(|r| r.name.clone()).collect();
     assert_eq!(names.len(), 7, "{names:?}");
     let mut text = String::new();
     for name in [
@@ -31,13 +24,8 @@ async fn the_seven_workload_segments_plan_and_explain() {
         "rfm_champions",
         "welcome_offer",
     ] {
-        let out = engine
-            .execute(&format!("EXPLAIN SEGMENT {name}"))
-            .await
-            .expect("explains");
-        let Output::Text(explain) = &out[0] else {
-            panic!("EXPLAIN gives text")
-        };
+        let out = engine.execute(&format!("EXPLAIN SEGMENT {name}")).await.expect("explains");
+        let Output::Text(explain) = &out[0] else { panic!("EXPLAIN gives text") };
         assert!(explain.contains("Membership: key=user_id"), "{explain}");
         assert!(explain.contains("state: members by user_id"), "{explain}");
         text.push_str(explain);

@@ -1,6 +1,7 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use segstream_ops::{SegmentDataflow, StepContext};
 use segstream_sql::ast::{AdvanceTime, CreateSegment, Name, ObjectKind, StatementKind};
 use segstream_sql::planner::closest;
 use segstream_sql::schema::sql_type_name;
@@ -20,10 +21,7 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            clock: ClockMode::default(),
-        }
+        Self { data_dir: data_dir.into(), clock: ClockMode::default() }
     }
 
     pub fn with_clock(mut self, clock: ClockMode) -> Self {
@@ -33,7 +31,7 @@ impl EngineOptions {
 }
 
 const META_NEXT_ID: &str = "next_id";
-const META_CLOCK: &str = "clock";
+use crate::maintain::META_CLOCK;
 
 /// One open data directory and everything declared in it.
 pub struct Engine {
@@ -44,6 +42,8 @@ pub struct Engine {
     pub(crate) ids: HashMap<String, u64>,
     next_id: u64,
     pub(crate) clock: Clock,
+    /// The running operators of every maintained segment, by name.
+    pub(crate) dataflows: BTreeMap<String, SegmentDataflow>,
 }
 
 impl Engine {
@@ -57,12 +57,11 @@ impl Engine {
             catalog: Catalog::new(),
             ids: HashMap::new(),
             next_id,
-            clock: Clock {
-                mode: options.clock,
-                manual,
-            },
+            clock: Clock { mode: options.clock, manual },
+            dataflows: BTreeMap::new(),
         };
         engine.reload_catalog()?;
+        engine.build_dataflows()?;
         Ok(engine)
     }
 
@@ -89,9 +88,7 @@ impl Engine {
             }
             if failed.len() == before {
                 let (id, e) = last_error.expect("a failed round has an error");
-                return Err(Error::storage(format!(
-                    "stored definition #{id} no longer plans: {e}"
-                )));
+                return Err(Error::storage(format!("stored definition #{id} no longer plans: {e}")));
             }
             pending = failed;
         }
@@ -104,9 +101,7 @@ impl Engine {
             StatementKind::CreateStream(c) => self.catalog.stream_from(c, text),
             StatementKind::CreateTable(c) => self.catalog.table_from(c, text),
             StatementKind::CreateSegment(c) => self.catalog.segment_from(c, text, statement.position),
-            _ => Err(Error::storage(format!(
-                "stored definition is not a CREATE statement: {text}"
-            ))),
+            _ => Err(Error::storage(format!("stored definition is not a CREATE statement: {text}"))),
         }
     }
 
@@ -135,12 +130,15 @@ impl Engine {
     /// Runs one statement. An error without a position of its own points at the
     /// statement's first token.
     pub async fn execute_statement(&mut self, statement: &Statement) -> Result<Output> {
-        self.run_statement(statement)
-            .await
-            .map_err(|e| e.or_position(statement.position))
+        self.run_statement(statement).await.map_err(|e| e.or_position(statement.position))
     }
 
     async fn run_statement(&mut self, statement: &Statement) -> Result<Output> {
+        if self.clock.mode == ClockMode::Wall {
+            // Time-driven changes due by now are applied before the statement sees data.
+            let now = self.clock.now();
+            self.advance_clock_to(now)?;
+        }
         match &statement.kind {
             StatementKind::CreateStream(c) => {
                 if self.skip_existing(&c.name, ObjectKind::Stream, c.if_not_exists)? {
@@ -165,11 +163,7 @@ impl Engine {
                 Ok(Output::Done("CREATE TABLE".into()))
             }
             StatementKind::CreateSegment(c) => self.create_segment(c, statement),
-            StatementKind::Drop {
-                object,
-                name,
-                if_exists,
-            } => self.drop_relation(*object, name, *if_exists),
+            StatementKind::Drop { object, name, if_exists } => self.drop_relation(*object, name, *if_exists),
             StatementKind::Show(kind) => Ok(self.show(*kind)),
             StatementKind::Describe(name) => Ok(self.describe(self.relation(name)?)),
             StatementKind::ExplainSegment(name) => {
@@ -225,9 +219,7 @@ impl Engine {
             }
             None => false,
         };
-        let relation = self
-            .catalog
-            .segment_from(c, &statement.text, statement.position)?;
+        let relation = self.catalog.segment_from(c, &statement.text, statement.position)?;
         if replacing {
             // Every segment that reads this one must still plan against the new version.
             let mut next = self.catalog.clone();
@@ -250,9 +242,11 @@ impl Engine {
             }
             let old_id = self.ids.get(&c.name.value).copied();
             self.add_relation(relation, old_id)?;
+            self.start_maintaining(&c.name.value, old_id)?;
             Ok(Output::Done("CREATE OR REPLACE SEGMENT".into()))
         } else {
             self.add_relation(relation, None)?;
+            self.start_maintaining(&c.name.value, None)?;
             Ok(Output::Done("CREATE SEGMENT".into()))
         }
     }
@@ -293,30 +287,25 @@ impl Engine {
         if !dependants.is_empty() {
             return Err(Error::catalog(format!(
                 "cannot drop {kind} `{name}`: {} {} it; drop {} first",
-                if dependants.len() == 1 {
-                    "segment"
-                } else {
-                    "segments"
-                },
-                dependants
-                    .iter()
-                    .map(|d| format!("`{d}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                if dependants.len() == 1 { "segment" } else { "segments" },
+                dependants.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
                     + if dependants.len() == 1 { " reads" } else { " read" },
                 if dependants.len() == 1 { "it" } else { "them" },
             ))
             .at(name.position));
         }
-        let id = self
-            .ids
-            .get(&name.value)
-            .copied()
-            .ok_or_else(|| Error::internal(format!("{name} has no id")))?;
+        let id =
+            self.ids.get(&name.value).copied().ok_or_else(|| Error::internal(format!("{name} has no id")))?;
         let mut batch = self.store.batch();
+        if kind == ObjectKind::Segment {
+            let mut cx = StepContext::new(&self.store, self.clock.now());
+            self.stop_maintaining(&name.value, id, &mut cx)?;
+            cx.write_to(&mut batch)?;
+        }
         batch.delete(CF_CATALOG, &id.to_be_bytes())?;
         batch.delete_prefix(CF_ROWS, &id.to_be_bytes())?;
         self.store.write(batch)?;
+        self.dataflows.remove(&name.value);
         self.catalog.remove(&name.value);
         self.ids.remove(&name.value);
         Ok(Output::Done(tag))
@@ -341,12 +330,7 @@ impl Engine {
                 &["name", "key", "attributes", "reads"],
                 relations
                     .map(|r| {
-                        vec![
-                            r.name.clone(),
-                            r.key.clone(),
-                            r.attributes().join(", "),
-                            r.reads.join(", "),
-                        ]
+                        vec![r.name.clone(), r.key.clone(), r.attributes().join(", "), r.reads.join(", ")]
                     })
                     .collect(),
             ),
@@ -365,9 +349,7 @@ impl Engine {
             ),
             ObjectKind::Table => Output::text_table(
                 &["name", "primary_key", "columns"],
-                relations
-                    .map(|r| vec![r.name.clone(), r.key.clone(), columns(r)])
-                    .collect(),
+                relations.map(|r| vec![r.name.clone(), r.key.clone(), columns(r)]).collect(),
             ),
         }
     }
@@ -419,10 +401,7 @@ impl Engine {
                 "the clock never goes backwards: it is at {now}, and ADVANCE TIME asked for {target}"
             )));
         }
-        let mut batch = self.store.batch();
-        batch.put_u64(CF_META, META_CLOCK.as_bytes(), target.0 as u64)?;
-        self.store.write(batch)?;
-        self.clock.manual = target;
+        self.advance_clock_to(target)?;
         Ok(Output::Done(format!("ADVANCE TIME {target}")))
     }
 }

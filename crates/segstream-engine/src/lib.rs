@@ -8,10 +8,12 @@
 
 mod clock;
 mod engine;
+mod maintain;
 mod output;
 mod query;
 mod rows;
 
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
+pub use maintain::ChangeRecord;
 pub use output::Output;

@@ -8,10 +8,7 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 #[derive(Debug, Clone)]
 pub enum Output {
     /// Rows of a query, SHOW or DESCRIBE.
-    Rows {
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
-    },
+    Rows { schema: SchemaRef, batches: Vec<RecordBatch> },
     /// Text meant to be read as is (EXPLAIN).
     Text(String),
     /// A statement that changed something, with a short account: `CREATE SEGMENT`,
@@ -23,19 +20,13 @@ impl Output {
     /// A table of text columns.
     pub(crate) fn text_table(columns: &[&str], rows: Vec<Vec<String>>) -> Self {
         let schema: SchemaRef = Arc::new(Schema::new(
-            columns
-                .iter()
-                .map(|c| Field::new(*c, DataType::Utf8, false))
-                .collect::<Vec<_>>(),
+            columns.iter().map(|c| Field::new(*c, DataType::Utf8, false)).collect::<Vec<_>>(),
         ));
         let arrays: Vec<ArrayRef> = (0..columns.len())
             .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].as_str()))) as ArrayRef)
             .collect();
         match RecordBatch::try_new(Arc::clone(&schema), arrays) {
-            Ok(batch) => Self::Rows {
-                schema,
-                batches: vec![batch],
-            },
+            Ok(batch) => Self::Rows { schema, batches: vec![batch] },
             Err(e) => Self::Text(format!("internal error building a result: {e}")),
         }
     }
@@ -58,9 +49,8 @@ impl Output {
                 } else {
                     batches.clone()
                 };
-                let table = pretty_format_batches(&batches)
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|e| e.to_string());
+                let table =
+                    pretty_format_batches(&batches).map(|t| t.to_string()).unwrap_or_else(|e| e.to_string());
                 format!("{table}\n({n} row{})", if n == 1 { "" } else { "s" })
             }
             Self::Text(text) => text.trim_end().to_string(),

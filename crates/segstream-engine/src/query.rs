@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, is_not_null};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::MemorySchemaProvider;
@@ -19,9 +21,12 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
+use segstream_ops::membership::members;
+use segstream_ops::StepContext;
 use segstream_sql::ast::{ObjectKind, StatementKind};
 use segstream_sql::planner::{from_datafusion, session_config, SYSTEM_SCHEMA};
 use segstream_sql::{parse_statement, system, Relation};
+use segstream_state::codec::rows_to_batch;
 use segstream_types::{Error, Result, Timestamp};
 
 use crate::engine::Engine;
@@ -41,6 +46,45 @@ impl Engine {
         run(&ctx, statement, self.now()).await
     }
 
+    /// A segment's members by the contract's definition: its SELECT run as batch SQL
+    /// over everything ingested, with `NOW()` at the clock (segments it reads computed
+    /// the same way). The judge the incremental engine is tested against.
+    pub async fn batch_members(&self, segment: &str) -> Result<RecordBatch> {
+        self.batch_members_at(segment, self.now()).await
+    }
+
+    /// [`Engine::batch_members`] with `NOW()` at another instant, over the same data.
+    pub async fn batch_members_at(&self, segment: &str, now: Timestamp) -> Result<RecordBatch> {
+        let relation = self
+            .catalog
+            .get(segment)
+            .filter(|r| r.kind == ObjectKind::Segment)
+            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))?;
+        let ctx = SessionContext::new_with_config(session_config());
+        let mut done = HashSet::new();
+        for read in &relation.reads {
+            if let Some(parent) = self.catalog.get(read) {
+                Box::pin(self.register(&ctx, parent, &mut done, Some(now))).await?;
+            }
+        }
+        self.members_by_batch_sql(&ctx, relation, now).await
+    }
+
+    /// A segment's current members as maintained by the engine (or computed in batch
+    /// for a segment the engine does not maintain yet).
+    pub async fn members(&self, segment: &str) -> Result<RecordBatch> {
+        let relation = self
+            .catalog
+            .get(segment)
+            .filter(|r| r.kind == ObjectKind::Segment)
+            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))?;
+        let ctx = SessionContext::new_with_config(session_config());
+        let mut done = HashSet::new();
+        Box::pin(self.register(&ctx, relation, &mut done, None)).await?;
+        let (_, batches) = run(&ctx, select_all(segment)?, self.now()).await?;
+        concat_batches(&relation.schema, &batches).map_err(|e| Error::internal(e.to_string()))
+    }
+
     /// Evaluates a constant timestamp expression (`TIMESTAMP '2026-01-01'`, `... + INTERVAL '1 day'`).
     pub(crate) async fn evaluate_timestamp(&self, expr: &str, now: Timestamp) -> Result<Timestamp> {
         let sql = format!("SELECT arrow_cast(({expr}), 'Timestamp(Nanosecond, None)') AS t");
@@ -50,24 +94,15 @@ impl Engine {
         };
         let ctx = SessionContext::new_with_config(session_config());
         let (_, batches) = run(&ctx, statement, now).await.map_err(|e| {
-            Error::invalid_input(format!(
-                "ADVANCE TIME needs a constant TIMESTAMP or INTERVAL: {e}"
-            ))
+            Error::invalid_input(format!("ADVANCE TIME needs a constant TIMESTAMP or INTERVAL: {e}"))
         })?;
         let value = batches
             .iter()
             .find(|b| b.num_rows() > 0)
-            .and_then(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<TimestampNanosecondArray>()
-                    .cloned()
-            })
+            .and_then(|b| b.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().cloned())
             .filter(|a| a.is_valid(0))
             .map(|a| a.value(0));
-        value
-            .map(Timestamp)
-            .ok_or_else(|| Error::invalid_input("ADVANCE TIME needs a non-NULL time"))
+        value.map(Timestamp).ok_or_else(|| Error::invalid_input("ADVANCE TIME needs a non-NULL time"))
     }
 
     /// A DataFusion context with every relation the statement names registered, and
@@ -82,7 +117,7 @@ impl Engine {
             match &reference {
                 TableReference::Bare { table } => {
                     if let Some(relation) = self.catalog.get(table) {
-                        Box::pin(self.register(&ctx, relation, &mut registered)).await?;
+                        Box::pin(self.register(&ctx, relation, &mut registered, None)).await?;
                     }
                 }
                 TableReference::Partial { schema, table } if schema.as_ref() == SYSTEM_SCHEMA => {
@@ -94,24 +129,36 @@ impl Engine {
         Ok(ctx)
     }
 
+    /// Registers a relation's current contents under its name. A segment's are its
+    /// maintained members, or with `batch_at` (and for segments not maintained) its
+    /// SELECT run in batch at that instant.
     async fn register(
         &self,
         ctx: &SessionContext,
         relation: &Relation,
         done: &mut HashSet<String>,
+        batch_at: Option<Timestamp>,
     ) -> Result<()> {
         if !done.insert(relation.name.clone()) {
             return Ok(());
         }
-        let batch = match relation.kind {
-            ObjectKind::Stream | ObjectKind::Table => self.stored_rows(relation)?,
-            ObjectKind::Segment => {
+        let maintained = self.dataflows.get(&relation.name).filter(|_| batch_at.is_none());
+        let batch = match (relation.kind, maintained) {
+            (ObjectKind::Stream | ObjectKind::Table, _) => self.stored_rows(relation)?,
+            (ObjectKind::Segment, Some(df)) => {
+                let cx = StepContext::new(&self.store, self.now());
+                let rows = members(&cx, &df.output, df.log_id)?;
+                let batch = rows_to_batch(&df.output, &rows)?;
+                RecordBatch::try_new(Arc::clone(&relation.schema), batch.columns().to_vec())
+                    .map_err(|e| Error::internal(e.to_string()))?
+            }
+            (ObjectKind::Segment, None) => {
                 for read in &relation.reads {
                     if let Some(parent) = self.catalog.get(read) {
-                        Box::pin(self.register(ctx, parent, done)).await?;
+                        Box::pin(self.register(ctx, parent, done, batch_at)).await?;
                     }
                 }
-                self.members_by_batch_sql(ctx, relation).await?
+                self.members_by_batch_sql(ctx, relation, batch_at.unwrap_or_else(|| self.now())).await?
             }
         };
         let table = MemTable::try_new(Arc::clone(&relation.schema), vec![vec![batch]])
@@ -123,7 +170,12 @@ impl Engine {
 
     /// A segment's members: its SELECT run in batch at the current clock, rows with a
     /// NULL key dropped and each member once.
-    async fn members_by_batch_sql(&self, ctx: &SessionContext, segment: &Relation) -> Result<RecordBatch> {
+    async fn members_by_batch_sql(
+        &self,
+        ctx: &SessionContext,
+        segment: &Relation,
+        now: Timestamp,
+    ) -> Result<RecordBatch> {
         let statement = parse_statement(&segment.definition)?;
         let StatementKind::CreateSegment(create) = statement.kind else {
             return Err(Error::internal(format!(
@@ -131,7 +183,7 @@ impl Engine {
                 segment.name
             )));
         };
-        let (_, batches) = run(ctx, SqlStatement::Query(create.query), self.now()).await?;
+        let (_, batches) = run(ctx, SqlStatement::Query(create.query), now).await?;
         // The planned schema names the columns; the executed batches may differ in
         // field metadata and qualifiers only.
         let schema = Arc::clone(&segment.schema);
@@ -140,10 +192,7 @@ impl Engine {
             .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| {
-                Error::internal(format!(
-                    "segment {} computed rows of another shape: {e}",
-                    segment.name
-                ))
+                Error::internal(format!("segment {} computed rows of another shape: {e}", segment.name))
             })?;
         let batch = concat_batches(&schema, &batches).map_err(|e| Error::internal(e.to_string()))?;
         let keep = is_not_null(batch.column(0)).map_err(|e| Error::internal(e.to_string()))?;
@@ -181,13 +230,27 @@ impl Engine {
             // changed, it has no rows.
             system::CHANGES => {
                 let schema = system::changes_schema();
-                (Arc::clone(&schema), RecordBatch::new_empty(schema))
+                let records = self.change_records()?;
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.segment.as_str()))),
+                    Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.seq as i64))),
+                    Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.key.as_str()))),
+                    Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.kind.as_str()))),
+                    Arc::new(TimestampNanosecondArray::from_iter_values(
+                        records.iter().map(|r| r.at.nanos()),
+                    )),
+                    Arc::new(StringArray::from_iter(records.iter().map(|r| Some(r.attributes.as_str())))),
+                    Arc::new(StringArray::from_iter(
+                        records.iter().map(|r| (!r.reason.is_empty()).then_some(r.reason.as_str())),
+                    )),
+                ];
+                let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                (schema, batch)
             }
             _ => return Ok(()),
         };
-        let catalog = ctx
-            .catalog("datafusion")
-            .ok_or_else(|| Error::internal("default catalog missing"))?;
+        let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::internal("default catalog missing"))?;
         if catalog.schema(SYSTEM_SCHEMA).is_none() {
             catalog
                 .register_schema(SYSTEM_SCHEMA, Arc::new(MemorySchemaProvider::new()))
@@ -195,8 +258,7 @@ impl Engine {
         }
         let table_ref = TableReference::partial(SYSTEM_SCHEMA, table);
         let mem = MemTable::try_new(schema, vec![vec![batch]]).map_err(|e| Error::internal(e.to_string()))?;
-        ctx.register_table(table_ref, Arc::new(mem))
-            .map_err(|e| Error::internal(e.to_string()))?;
+        ctx.register_table(table_ref, Arc::new(mem)).map_err(|e| Error::internal(e.to_string()))?;
         Ok(())
     }
 }
@@ -211,13 +273,9 @@ async fn run(
     now: Timestamp,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let ctx = ctx.clone();
-    tokio::spawn(async move { run_in_task(&ctx, statement, now).await })
-        .await
-        .map_err(|e| {
-            Error::internal(format!(
-                "DataFusion failed while running this query ({e}); please report it"
-            ))
-        })?
+    tokio::spawn(async move { run_in_task(&ctx, statement, now).await }).await.map_err(|e| {
+        Error::internal(format!("DataFusion failed while running this query ({e}); please report it"))
+    })?
 }
 
 async fn run_in_task(
@@ -238,24 +296,23 @@ async fn run_in_task(
     Ok((schema, batches))
 }
 
+fn select_all(name: &str) -> Result<SqlStatement> {
+    let sql = format!("SELECT * FROM {}", datafusion::sql::sqlparser::ast::Ident::with_quote('"', name));
+    match parse_statement(&sql)?.kind {
+        StatementKind::Query(q) => Ok(SqlStatement::Query(q)),
+        _ => Err(Error::internal("SELECT * did not parse as a query")),
+    }
+}
+
 /// Each distinct row once (a member is in a segment once, whatever its multiplicity).
 fn distinct_rows(batch: &RecordBatch) -> Result<RecordBatch> {
     use datafusion::arrow::row::{RowConverter, SortField};
-    let fields = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| SortField::new(f.data_type().clone()))
-        .collect();
+    let fields = batch.schema().fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
     let converter = RowConverter::new(fields).map_err(|e| Error::internal(e.to_string()))?;
-    let rows = converter
-        .convert_columns(batch.columns())
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let rows = converter.convert_columns(batch.columns()).map_err(|e| Error::internal(e.to_string()))?;
     let mut seen = HashSet::new();
-    let keep: datafusion::arrow::array::BooleanArray = rows
-        .iter()
-        .map(|r| Some(seen.insert(r.as_ref().to_vec())))
-        .collect();
+    let keep: datafusion::arrow::array::BooleanArray =
+        rows.iter().map(|r| Some(seen.insert(r.as_ref().to_vec()))).collect();
     filter_record_batch(batch, &keep).map_err(|e| Error::internal(e.to_string()))
 }
 
@@ -268,9 +325,6 @@ pub(crate) fn cast_column(
         return Ok(Arc::clone(array));
     }
     // Not the "safe" cast, which turns a value that does not convert into NULL.
-    let options = datafusion::arrow::compute::CastOptions {
-        safe: false,
-        ..Default::default()
-    };
+    let options = datafusion::arrow::compute::CastOptions { safe: false, ..Default::default() };
     datafusion::arrow::compute::cast_with_options(array, to, &options)
 }

@@ -1,7 +1,7 @@
 //! INSERT and DELETE: rows of streams (append-only events) and tables (upserted by
 //! primary key), validated against the declared schema and stored in one write batch.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::Array;
@@ -10,12 +10,13 @@ use datafusion::sql::sqlparser::ast::{
     ConflictTarget, Delete, FromTable, Ident, Insert, ObjectName, OnConflictAction, OnInsert,
     Statement as SqlStatement, TableFactor, TableObject,
 };
+use segstream_ops::StepContext;
 use segstream_sql::ast::{Name, ObjectKind, StatementKind};
 use segstream_sql::parse_statement;
 use segstream_sql::parser::normalize;
-use segstream_state::codec::{encode_key, encode_row};
+use segstream_state::codec::{decode_row, encode_key, encode_row, rows_to_batch};
 use segstream_state::{CF_META, CF_ROWS};
-use segstream_types::{Error, Result};
+use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::engine::Engine;
 use crate::output::Output;
@@ -151,40 +152,65 @@ impl Engine {
         }
 
         let id = self.id_of(&relation.name)?;
-        let key_index = relation
-            .schema
-            .index_of(&relation.key)
-            .map_err(|e| Error::internal(e.to_string()))?;
-        let mut batch = self.store.batch();
-        let mut written = 0usize;
+        let key_index =
+            relation.schema.index_of(&relation.key).map_err(|e| Error::internal(e.to_string()))?;
+        let mut cx = StepContext::new(&self.store, self.clock.now());
+        // The relation's delta for the segments that read it: an event is an insertion;
+        // a table row that replaces another retracts it first.
+        let mut delta_rows: Vec<Vec<ScalarValue>> = Vec::with_capacity(rows.len());
+        let mut weights = Vec::with_capacity(rows.len());
         match relation.kind {
             ObjectKind::Stream => {
                 let mut seq = self.store.meta_u64(META_NEXT_EVENT)?.unwrap_or(0);
-                for row in &rows {
+                for row in rows {
                     let mut key = id.to_be_bytes().to_vec();
                     key.extend_from_slice(&seq.to_be_bytes());
-                    batch.put(CF_ROWS, &key, &encode_row(row)?)?;
+                    cx.put(CF_ROWS, key, encode_row(&row)?);
                     seq += 1;
-                    written += 1;
+                    delta_rows.push(row);
+                    weights.push(1);
                 }
-                batch.put_u64(CF_META, META_NEXT_EVENT.as_bytes(), seq)?;
+                cx.put(CF_META, META_NEXT_EVENT.as_bytes().to_vec(), seq.to_be_bytes().to_vec());
             }
             _ => {
-                let mut seen = HashSet::new();
-                for row in &rows {
+                for row in rows {
                     let mut key = id.to_be_bytes().to_vec();
                     encode_key(&row[key_index], &mut key)?;
-                    if keep_existing && (seen.contains(&key) || self.store.get(CF_ROWS, &key)?.is_some()) {
-                        continue;
+                    if let Some(old) = cx.get(CF_ROWS, &key)? {
+                        if keep_existing {
+                            continue;
+                        }
+                        delta_rows.push(decode_row(&relation.schema, &old)?);
+                        weights.push(-1);
                     }
-                    batch.put(CF_ROWS, &key, &encode_row(row)?)?;
-                    seen.insert(key);
-                    written += 1;
+                    cx.put(CF_ROWS, key, encode_row(&row)?);
+                    delta_rows.push(row);
+                    weights.push(1);
                 }
             }
         }
-        self.store.write(batch)?;
+        let written = weights.iter().filter(|w| **w > 0).count();
+        self.apply_relation_delta(&relation.name, &relation.schema, delta_rows, weights, cx)?;
         Ok(Output::Done(format!("INSERT {written}")))
+    }
+
+    /// Runs a stream's or table's changes through the segments that read it and commits
+    /// the rows, the segments' state and their change logs in one write batch.
+    fn apply_relation_delta(
+        &self,
+        name: &str,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+        rows: Vec<Vec<ScalarValue>>,
+        weights: Vec<i64>,
+        mut cx: StepContext,
+    ) -> Result<()> {
+        let delta = DeltaBatch::new(rows_to_batch(schema, &rows)?, weights)?;
+        let mut relations = HashMap::new();
+        relations.insert(name.to_string(), delta);
+        self.propagate(relations, &HashMap::new(), &mut cx)?;
+        let mut batch = self.store.batch();
+        cx.write_to(&mut batch)?;
+        self.store.write(batch)
     }
 
     pub(crate) async fn delete(&mut self, delete: &Delete) -> Result<Output> {
@@ -234,27 +260,28 @@ impl Engine {
         };
         let (_, batches) = self.run_query(SqlStatement::Query(query)).await?;
         let id = self.id_of(&relation.name)?;
-        let mut batch = self.store.batch();
-        let mut deleted = 0usize;
+        let mut cx = StepContext::new(&self.store, self.clock.now());
+        let mut retracted = Vec::new();
         for keys in &batches {
             for row in 0..keys.num_rows() {
                 let value = ScalarValue::try_from_array(keys.column(0), row)
                     .map_err(|e| Error::internal(e.to_string()))?;
                 let mut key = id.to_be_bytes().to_vec();
                 encode_key(&value, &mut key)?;
-                batch.delete(CF_ROWS, &key)?;
-                deleted += 1;
+                if let Some(old) = cx.get(CF_ROWS, &key)? {
+                    retracted.push(decode_row(&relation.schema, &old)?);
+                    cx.delete(CF_ROWS, key);
+                }
             }
         }
-        self.store.write(batch)?;
+        let deleted = retracted.len();
+        let weights = vec![-1; deleted];
+        self.apply_relation_delta(&relation.name, &relation.schema, retracted, weights, cx)?;
         Ok(Output::Done(format!("DELETE {deleted}")))
     }
 
     pub(crate) fn id_of(&self, name: &str) -> Result<u64> {
-        self.ids
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::internal(format!("{name} has no definition id")))
+        self.ids.get(name).copied().ok_or_else(|| Error::internal(format!("{name} has no definition id")))
     }
 
     /// Every stored row of a stream or table, as one batch.
@@ -277,12 +304,7 @@ impl Engine {
 fn single_name(object: &ObjectName) -> Result<Name> {
     let parts: Vec<_> = object.0.iter().filter_map(|p| p.as_ident()).collect();
     match parts.as_slice() {
-        [ident] => Ok(Name {
-            value: normalize(ident),
-            position: None,
-        }),
-        _ => Err(Error::invalid_input(format!(
-            "`{object}`: names are not qualified; write the name alone"
-        ))),
+        [ident] => Ok(Name { value: normalize(ident), position: None }),
+        _ => Err(Error::invalid_input(format!("`{object}`: names are not qualified; write the name alone"))),
     }
 }

@@ -35,12 +35,7 @@ pub struct Relation {
 impl Relation {
     /// For a segment: its attribute columns (every column after the key).
     pub fn attributes(&self) -> Vec<String> {
-        self.schema
-            .fields()
-            .iter()
-            .skip(1)
-            .map(|f| f.name().clone())
-            .collect()
+        self.schema.fields().iter().skip(1).map(|f| f.name().clone()).collect()
     }
 }
 
@@ -94,11 +89,7 @@ impl Catalog {
 
     /// Validates a `CREATE STREAM` and builds its relation (not yet added).
     pub fn stream_from(&self, create: &CreateStream, definition: &str) -> Result<Relation> {
-        let event_time = create
-            .event_time
-            .clone()
-            .map(|n| n.value)
-            .unwrap_or_else(|| "ts".into());
+        let event_time = create.event_time.clone().map(|n| n.value).unwrap_or_else(|| "ts".into());
         let key = match &create.key {
             Some(n) => n.value.clone(),
             None => crate::parser::normalize(&create.columns[0].name),
@@ -109,10 +100,7 @@ impl Catalog {
             Ok(f) if matches!(f.data_type(), DataType::Timestamp(_, _)) => {}
             Ok(f) => {
                 return Err(Error::plan(
-                    format!(
-                        "the event-time column `{event_time}` has type {}, not TIMESTAMP",
-                        f.data_type()
-                    ),
+                    format!("the event-time column `{event_time}` has type {}, not TIMESTAMP", f.data_type()),
                     at(&create.event_time),
                 ))
             }
@@ -168,16 +156,10 @@ impl Catalog {
         let planned = planner::plan_segment(self, create, definition, origin)?;
         let name = &create.name.value;
         if planned.reads.iter().any(|r| r == name)
-            || planned
-                .reads
-                .iter()
-                .any(|r| self.reads_transitively(r).contains(name))
+            || planned.reads.iter().any(|r| self.reads_transitively(r).contains(name))
         {
             return Err(Error::plan(
-                format!(
-                    "segment `{name}` would read itself (a cycle through {})",
-                    planned.reads.join(", ")
-                ),
+                format!("segment `{name}` would read itself (a cycle through {})", planned.reads.join(", ")),
                 create.name.position,
             )
             .with_help("a segment may read only segments that do not read it"));
@@ -230,9 +212,6 @@ fn check_key(
             ),
             position,
         )),
-        Err(_) => Err(Error::plan(
-            format!("the {what} `{key}` is not one of the columns"),
-            position,
-        )),
+        Err(_) => Err(Error::plan(format!("the {what} `{key}` is not one of the columns"), position)),
     }
 }

@@ -24,11 +24,7 @@ pub(crate) fn lower_segment(
     catalog: &Catalog,
     source: &SourceMap,
 ) -> Result<IncrementalPlan> {
-    let mut lowering = Lowering {
-        nodes: Vec::new(),
-        catalog,
-        source,
-    };
+    let mut lowering = Lowering { nodes: Vec::new(), catalog, source };
     let top = lowering.lower(plan)?;
     let schema = Arc::clone(&lowering.nodes[top].schema);
     let fields = schema.fields();
@@ -51,10 +47,7 @@ pub(crate) fn lower_segment(
         ));
     }
     let attributes: Vec<String> = fields.iter().skip(1).map(|f| f.name().clone()).collect();
-    if let Some(dup) = attributes
-        .iter()
-        .enumerate()
-        .find(|(i, a)| **a == key || attributes[..*i].contains(a))
+    if let Some(dup) = attributes.iter().enumerate().find(|(i, a)| **a == key || attributes[..*i].contains(a))
     {
         return Err(Error::plan(
             format!("the column name `{}` appears twice in the segment", dup.1),
@@ -62,11 +55,7 @@ pub(crate) fn lower_segment(
         )
         .with_help("give each column its own name with AS"));
     }
-    if !attributes.is_empty()
-        && !lowering
-            .unique_columns(top)
-            .is_some_and(|u| u.iter().all(|&i| i == 0))
-    {
+    if !attributes.is_empty() && !lowering.unique_columns(top).is_some_and(|u| u.iter().all(|&i| i == 0)) {
         return Err(lowering.refuse(
             Locate::Query,
             format!("a member has one set of attributes, but `{key}` is not unique in this query's result"),
@@ -75,18 +64,10 @@ pub(crate) fn lower_segment(
     }
     let mut input = top;
     if key_field.is_nullable() {
-        input = lowering.push(
-            Operator::KeyNotNull { key: key.clone() },
-            vec![input],
-            Arc::clone(&schema),
-        );
+        input = lowering.push(Operator::KeyNotNull { key: key.clone() }, vec![input], Arc::clone(&schema));
     }
     let root = lowering.push(Operator::Membership { key, attributes }, vec![input], schema);
-    Ok(IncrementalPlan {
-        segment: segment.to_string(),
-        nodes: lowering.nodes,
-        root,
-    })
+    Ok(IncrementalPlan { segment: segment.to_string(), nodes: lowering.nodes, root })
 }
 
 /// Refuses, before the optimizer runs, what some optimizer rules do not expect in a
@@ -96,11 +77,7 @@ pub(crate) fn refuse_before_optimizing(plan: &LogicalPlan, source: &SourceMap) -
     let mut found = false;
     let _ = plan.apply(|node| {
         found |= matches!(node, LogicalPlan::Distinct(Distinct::On(_)));
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });
     if found {
         return Err(distinct_on(source));
@@ -130,16 +107,9 @@ impl Lowering<'_> {
     fn unique_columns(&self, id: NodeId) -> Option<Vec<usize>> {
         let node = &self.nodes[id];
         match &node.operator {
-            Operator::Source {
-                kind: ObjectKind::Table | ObjectKind::Segment,
-                key,
-                ..
-            } => node
-                .schema
-                .fields()
-                .iter()
-                .position(|f| f.name() == key)
-                .map(|i| vec![i]),
+            Operator::Source { kind: ObjectKind::Table | ObjectKind::Segment, key, .. } => {
+                node.schema.fields().iter().position(|f| f.name() == key).map(|i| vec![i])
+            }
             Operator::Source { .. } | Operator::UnionAll => None,
             Operator::Constant { rows } => (rows.len() <= 1).then(Vec::new),
             Operator::Filter { .. }
@@ -198,11 +168,7 @@ impl Lowering<'_> {
     }
 
     fn push(&mut self, operator: Operator, inputs: Vec<NodeId>, schema: DFSchemaRef) -> NodeId {
-        self.nodes.push(PlanNode {
-            operator,
-            inputs,
-            schema,
-        });
+        self.nodes.push(PlanNode { operator, inputs, schema });
         self.nodes.len() - 1
     }
 
@@ -456,9 +422,7 @@ impl Lowering<'_> {
             other => other,
         };
         let Expr::AggregateFunction(af) = e else {
-            return Err(Error::internal(format!(
-                "aggregate expression is not a function call: {e}"
-            )));
+            return Err(Error::internal(format!("aggregate expression is not a function call: {e}")));
         };
         let name = af.func.name().to_string();
         let Some(function) = AggregateFunction::from_name(&name) else {
@@ -492,12 +456,7 @@ impl Lowering<'_> {
         for arg in &af.params.args {
             self.check_expr(arg, Clause::Aggregate)?;
         }
-        Ok(AggregateCall {
-            function,
-            args: af.params.args.clone(),
-            distinct: af.params.distinct,
-            output,
-        })
+        Ok(AggregateCall { function, args: af.params.args.clone(), distinct: af.params.distinct, output })
     }
 
     /// Refuses what an expression must not contain in this clause: volatile functions,

@@ -152,10 +152,7 @@ fn plan_all(catalog: &Catalog, sql: &str) {
 fn random_token_soup_never_panics() {
     let catalog = catalog();
     let mut rng = Rng(0x5e65_7e4a_11ce_d00d);
-    let cases = std::env::var("SEGSTREAM_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+    let cases = std::env::var("SEGSTREAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
     for case in 0..cases {
         let len = 1 + rng.below(30);
         let sql: Vec<&str> = (0..len).map(|_| TOKENS[rng.below(TOKENS.len())]).collect();

@@ -28,10 +28,7 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
     match statements.len() {
         1 => Ok(statements.remove(0)),
         0 => Err(Error::syntax("expected a statement, found nothing", None)),
-        n => Err(Error::syntax(
-            format!("expected one statement, found {n}"),
-            statements[1].position,
-        )),
+        n => Err(Error::syntax(format!("expected one statement, found {n}"), statements[1].position)),
     }
 }
 
@@ -69,10 +66,7 @@ pub fn normalize(ident: &Ident) -> String {
 }
 
 fn name_of(ident: &Ident) -> Name {
-    Name {
-        value: normalize(ident),
-        position: position_of(ident.span.start),
-    }
+    Name { value: normalize(ident), position: position_of(ident.span.start) }
 }
 
 struct StatementParser<'a> {
@@ -84,10 +78,7 @@ impl<'a> StatementParser<'a> {
     fn new(sql: &'a str) -> Result<Self> {
         static DIALECT: GenericDialect = GenericDialect {};
         let parser = Parser::new(&DIALECT).try_with_sql(sql).map_err(syntax_error)?;
-        Ok(Self {
-            parser,
-            lines: LineIndex::new(sql),
-        })
+        Ok(Self { parser, lines: LineIndex::new(sql) })
     }
 
     fn parse_all(&mut self) -> Result<Vec<Statement>> {
@@ -183,53 +174,37 @@ impl<'a> StatementParser<'a> {
         let or_replace = self.parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
         let what = self.parser.peek_token();
         if self.parse_word("segment") {
-            return Ok(StatementKind::CreateSegment(
-                self.parse_create_segment_rest(or_replace)?,
-            ));
+            return Ok(StatementKind::CreateSegment(self.parse_create_segment_rest(or_replace)?));
         }
         if or_replace {
-            return self.parser.expected(
-                "SEGMENT after CREATE OR REPLACE (streams and tables are not replaced)",
-                what,
-            );
+            return self
+                .parser
+                .expected("SEGMENT after CREATE OR REPLACE (streams and tables are not replaced)", what);
         }
         if self.parse_word("stream") {
             self.parse_create_stream()
         } else if self.parser.parse_keyword(Keyword::TABLE) {
             self.parse_create_table()
         } else {
-            self.parser
-                .expected("SEGMENT, STREAM or TABLE after CREATE", what)
+            self.parser.expected("SEGMENT, STREAM or TABLE after CREATE", what)
         }
     }
 
     fn parse_create_segment_rest(&mut self, or_replace: bool) -> Result<CreateSegment, ParserError> {
-        let if_not_exists = self
-            .parser
-            .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let if_not_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         if or_replace && if_not_exists {
             let at = self.parser.get_current_token().clone();
-            return self
-                .parser
-                .expected("either OR REPLACE or IF NOT EXISTS, not both", at);
+            return self.parser.expected("either OR REPLACE or IF NOT EXISTS, not both", at);
         }
         let name = self.parse_name()?;
         self.parser.expect_keyword_is(Keyword::AS)?;
         let query_position = position_of(self.parser.peek_token().span.start);
         let query = self.parser.parse_query()?;
-        Ok(CreateSegment {
-            name,
-            or_replace,
-            if_not_exists,
-            query,
-            query_position,
-        })
+        Ok(CreateSegment { name, or_replace, if_not_exists, query, query_position })
     }
 
     fn parse_create_stream(&mut self) -> Result<StatementKind, ParserError> {
-        let if_not_exists = self
-            .parser
-            .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let if_not_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = self.parse_name()?;
         let (columns, constraints) = self.parse_column_list()?;
         if let Some(c) = constraints.first() {
@@ -246,10 +221,7 @@ impl<'a> StatementParser<'a> {
                 self.parser.expect_token(&Token::Eq)?;
                 let value_token = self.parser.peek_token();
                 let value = self.parser.parse_literal_string()?;
-                let value = Name {
-                    value,
-                    position: position_of(value_token.span.start),
-                };
+                let value = Name { value, position: position_of(value_token.span.start) };
                 match normalize(&option).as_str() {
                     "event_time" => event_time = Some(value),
                     "key" => key = Some(value),
@@ -266,28 +238,16 @@ impl<'a> StatementParser<'a> {
             }
             self.parser.expect_token(&Token::RParen)?;
         }
-        Ok(StatementKind::CreateStream(CreateStream {
-            name,
-            if_not_exists,
-            columns,
-            event_time,
-            key,
-        }))
+        Ok(StatementKind::CreateStream(CreateStream { name, if_not_exists, columns, event_time, key }))
     }
 
     fn parse_create_table(&mut self) -> Result<StatementKind, ParserError> {
-        let if_not_exists = self
-            .parser
-            .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let if_not_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = self.parse_name()?;
         let (columns, constraints) = self.parse_column_list()?;
         let mut keys: Vec<Name> = Vec::new();
         for column in &columns {
-            if column
-                .options
-                .iter()
-                .any(|o| matches!(o.option, ColumnOption::PrimaryKey(_)))
-            {
+            if column.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_))) {
                 keys.push(name_of(&column.name));
             }
         }
@@ -334,12 +294,7 @@ impl<'a> StatementParser<'a> {
                 )))
             }
         };
-        Ok(StatementKind::CreateTable(CreateTable {
-            name,
-            if_not_exists,
-            columns,
-            primary_key,
-        }))
+        Ok(StatementKind::CreateTable(CreateTable { name, if_not_exists, columns, primary_key }))
     }
 
     fn parse_column_list(&mut self) -> Result<(Vec<ColumnDef>, Vec<TableConstraint>), ParserError> {
@@ -361,11 +316,7 @@ impl<'a> StatementParser<'a> {
         let object = self.parse_object_kind()?;
         let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
         let name = self.parse_name()?;
-        Ok(StatementKind::Drop {
-            object,
-            name,
-            if_exists,
-        })
+        Ok(StatementKind::Drop { object, name, if_exists })
     }
 
     fn parse_explain(&mut self) -> Result<StatementKind, ParserError> {
@@ -377,32 +328,22 @@ impl<'a> StatementParser<'a> {
             let or_replace = self.parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
             let what = self.parser.peek_token();
             if self.parse_word("segment") {
-                return Ok(StatementKind::ExplainCreateSegment(
-                    self.parse_create_segment_rest(or_replace)?,
-                ));
+                return Ok(StatementKind::ExplainCreateSegment(self.parse_create_segment_rest(or_replace)?));
             }
             return self.parser.expected("SEGMENT after EXPLAIN CREATE", what);
         }
-        self.parser
-            .expected("SEGMENT name or CREATE SEGMENT after EXPLAIN", at)
+        self.parser.expected("SEGMENT name or CREATE SEGMENT after EXPLAIN", at)
     }
 
     fn parse_advance_time(&mut self) -> Result<StatementKind, ParserError> {
         self.parser.expect_keyword_is(Keyword::TIME)?;
         if self.parser.parse_keyword(Keyword::TO) {
-            Ok(StatementKind::AdvanceTime(AdvanceTime::To(
-                self.parser.parse_expr()?,
-            )))
+            Ok(StatementKind::AdvanceTime(AdvanceTime::To(self.parser.parse_expr()?)))
         } else if self.parser.parse_keyword(Keyword::BY) {
-            Ok(StatementKind::AdvanceTime(AdvanceTime::By(
-                self.parser.parse_expr()?,
-            )))
+            Ok(StatementKind::AdvanceTime(AdvanceTime::By(self.parser.parse_expr()?)))
         } else {
             let found = self.parser.peek_token();
-            self.parser.expected(
-                "TO TIMESTAMP '...' or BY INTERVAL '...' after ADVANCE TIME",
-                found,
-            )
+            self.parser.expected("TO TIMESTAMP '...' or BY INTERVAL '...' after ADVANCE TIME", found)
         }
     }
 
@@ -428,8 +369,7 @@ impl<'a> StatementParser<'a> {
         } else if self.parser.parse_keyword(Keyword::TABLES) {
             Ok(ObjectKind::Table)
         } else {
-            self.parser
-                .expected("SEGMENTS, STREAMS or TABLES after SHOW", found)
+            self.parser.expected("SEGMENTS, STREAMS or TABLES after SHOW", found)
         }
     }
 
@@ -437,14 +377,8 @@ impl<'a> StatementParser<'a> {
     /// segments (`segstream.` is reserved for the system tables).
     fn parse_name(&mut self) -> Result<Name, ParserError> {
         let found = self.parser.peek_token();
-        let reserved = [
-            Keyword::AS,
-            Keyword::SELECT,
-            Keyword::FROM,
-            Keyword::WHERE,
-            Keyword::WITH,
-            Keyword::IF,
-        ];
+        let reserved =
+            [Keyword::AS, Keyword::SELECT, Keyword::FROM, Keyword::WHERE, Keyword::WITH, Keyword::IF];
         match &found.token {
             Token::Word(w) if w.quote_style.is_some() || !reserved.contains(&w.keyword) => {}
             _ => return self.parser.expected("a name", found),
@@ -511,12 +445,7 @@ impl<'a> LineIndex<'a> {
         };
         let line = &self.sql[start..];
         let column = (location.column as usize).saturating_sub(1);
-        start
-            + line
-                .char_indices()
-                .nth(column)
-                .map(|(i, _)| i)
-                .unwrap_or(line.len())
+        start + line.char_indices().nth(column).map(|(i, _)| i).unwrap_or(line.len())
     }
 
     /// The position just after the last character, ignoring trailing whitespace.
@@ -547,15 +476,9 @@ mod tests {
                    CREATE SEGMENT s AS SELECT user_id FROM events;\nSHOW SEGMENTS";
         let statements = parse_statements(sql).expect("parses");
         assert_eq!(statements.len(), 3);
-        assert_eq!(
-            statements[1].text,
-            "CREATE SEGMENT s AS SELECT user_id FROM events"
-        );
+        assert_eq!(statements[1].text, "CREATE SEGMENT s AS SELECT user_id FROM events");
         assert_eq!(statements[1].position, Some(Position::new(2, 1)));
-        assert!(matches!(
-            statements[2].kind,
-            StatementKind::Show(ObjectKind::Segment)
-        ));
+        assert!(matches!(statements[2].kind, StatementKind::Show(ObjectKind::Segment)));
     }
 
     #[test]
@@ -563,17 +486,13 @@ mod tests {
         let s =
             parse_statement("CREATE STREAM e (id TEXT, at TIMESTAMP) WITH (event_time = 'at', key = 'id')")
                 .expect("parses");
-        let StatementKind::CreateStream(c) = s.kind else {
-            panic!("not a stream: {s:?}")
-        };
+        let StatementKind::CreateStream(c) = s.kind else { panic!("not a stream: {s:?}") };
         assert_eq!(c.event_time.map(|n| n.value).as_deref(), Some("at"));
         assert_eq!(c.key.map(|n| n.value).as_deref(), Some("id"));
 
         let t = parse_statement("CREATE TABLE p (user_id TEXT, v DOUBLE, PRIMARY KEY (user_id))")
             .expect("parses");
-        let StatementKind::CreateTable(t) = t.kind else {
-            panic!("not a table")
-        };
+        let StatementKind::CreateTable(t) = t.kind else { panic!("not a table") };
         assert_eq!(t.primary_key.value, "user_id");
     }
 

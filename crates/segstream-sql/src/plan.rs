@@ -45,12 +45,7 @@ pub struct PlanNode {
 pub enum Operator {
     /// Deltas of a stream (inserts), a table (upserts as retract + insert) or another
     /// segment (its membership changes). `columns` are the source columns read.
-    Source {
-        relation: String,
-        kind: ObjectKind,
-        key: String,
-        columns: Vec<String>,
-    },
+    Source { relation: String, kind: ObjectKind, key: String, columns: Vec<String> },
     /// Fixed rows (`VALUES`, `SELECT` without `FROM`): emitted once, at creation.
     /// Each row is a list of constant expressions.
     Constant { rows: Vec<Vec<Expr>> },
@@ -63,10 +58,7 @@ pub enum Operator {
     /// retract it at `until`.
     TemporalFilter { bounds: Vec<TimeBound> },
     /// Grouped aggregation with retraction.
-    Aggregate {
-        group_by: Vec<Expr>,
-        aggregates: Vec<AggregateCall>,
-    },
+    Aggregate { group_by: Vec<Expr>, aggregates: Vec<AggregateCall> },
     /// Equality join with an optional residual condition. `null_aware` is NOT IN's
     /// rule (a NULL on the right makes every left row unknown); `nulls_equal` is
     /// INTERSECT's and EXCEPT's (NULL keys match each other).
@@ -210,16 +202,8 @@ impl Operator {
     pub fn describe(&self) -> String {
         let name = self.name();
         match self {
-            Self::Source {
-                relation,
-                kind,
-                key,
-                columns,
-            } => {
-                format!(
-                    "{name}: {kind} {relation} key={key} columns=[{}]",
-                    columns.join(", ")
-                )
+            Self::Source { relation, kind, key, columns } => {
+                format!("{name}: {kind} {relation} key={key} columns=[{}]", columns.join(", "))
             }
             Self::Constant { rows } => format!("{name}: {} row(s)", rows.len()),
             Self::Filter { predicate } => format!("{name}: {}", sql(predicate)),
@@ -228,32 +212,15 @@ impl Operator {
             }
             Self::TemporalFilter { bounds } => format!(
                 "{name}: {}",
-                bounds
-                    .iter()
-                    .map(|b| b.condition.clone())
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
+                bounds.iter().map(|b| b.condition.clone()).collect::<Vec<_>>().join(" AND ")
             ),
             Self::Aggregate { group_by, aggregates } => format!(
                 "{name}: group_by=[{}] aggregates=[{}]",
                 group_by.iter().map(sql).collect::<Vec<_>>().join(", "),
-                aggregates
-                    .iter()
-                    .map(AggregateCall::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                aggregates.iter().map(AggregateCall::to_string).collect::<Vec<_>>().join(", ")
             ),
-            Self::Join {
-                kind,
-                on,
-                residual,
-                null_aware,
-                nulls_equal,
-            } => {
-                let on = on
-                    .iter()
-                    .map(|(l, r)| format!("{} = {}", sql(l), sql(r)))
-                    .collect::<Vec<_>>();
+            Self::Join { kind, on, residual, null_aware, nulls_equal } => {
+                let on = on.iter().map(|(l, r)| format!("{} = {}", sql(l), sql(r))).collect::<Vec<_>>();
                 let mut s = format!("{name}: {} on [{}]", kind.as_str(), on.join(", "));
                 if let Some(residual) = residual {
                     let _ = write!(s, " residual={}", sql(residual));
@@ -277,25 +244,15 @@ impl Operator {
     /// What the operator keeps in the state store between steps; `None` if stateless.
     pub fn state(&self) -> Option<String> {
         match self {
-            Self::Source {
-                kind: ObjectKind::Stream,
-                key,
-                ..
-            } => Some(format!(
-                "stored events indexed by {key}, shared by every segment reading the stream"
-            )),
-            Self::Source {
-                kind: ObjectKind::Table,
-                key,
-                ..
-            } => Some(format!("table rows by primary key {key}")),
-            Self::Source {
-                kind: ObjectKind::Segment,
-                relation,
-                ..
-            } => Some(format!(
-                "none of its own: reads {relation}'s membership changes in the same step"
-            )),
+            Self::Source { kind: ObjectKind::Stream, key, .. } => {
+                Some(format!("stored events indexed by {key}, shared by every segment reading the stream"))
+            }
+            Self::Source { kind: ObjectKind::Table, key, .. } => {
+                Some(format!("table rows by primary key {key}"))
+            }
+            Self::Source { kind: ObjectKind::Segment, relation, .. } => {
+                Some(format!("none of its own: reads {relation}'s membership changes in the same step"))
+            }
             Self::TemporalFilter { .. } => {
                 Some("pending timers keyed by (instant, operator, row), with signed weights".into())
             }

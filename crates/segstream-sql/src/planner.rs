@@ -64,10 +64,8 @@ pub(crate) fn plan_segment(
     let logical = match planned {
         Ok(result) => result?,
         Err(_) => {
-            return Err(
-                Error::internal("DataFusion failed while planning this query; please report it")
-                    .or_position(create.query_position),
-            )
+            return Err(Error::internal("DataFusion failed while planning this query; please report it")
+                .or_position(create.query_position))
         }
     };
     let plan = lower::lower_segment(&create.name.value, &logical, catalog, &source)?;
@@ -99,10 +97,7 @@ pub fn session_config() -> SessionConfig {
 pub fn function_registry() -> &'static SessionState {
     static STATE: OnceLock<SessionState> = OnceLock::new();
     STATE.get_or_init(|| {
-        SessionStateBuilder::new()
-            .with_config(session_config())
-            .with_default_features()
-            .build()
+        SessionStateBuilder::new().with_config(session_config()).with_default_features().build()
     })
 }
 
@@ -157,15 +152,8 @@ pub fn from_datafusion(e: DataFusionError, fallback: Option<Position>) -> Error 
             // The root error is the most precise (ours from the catalog, with a
             // suggestion; DataFusion's with the valid fields); the diagnostic gives the place.
             let message = root.message().into_owned();
-            let help = e
-                .diagnostic()
-                .and_then(|d| d.helps.first())
-                .map(|h| h.message.clone());
-            Error::Plan {
-                message,
-                position,
-                help,
-            }
+            let help = e.diagnostic().and_then(|d| d.helps.first()).map(|h| h.message.clone());
+            Error::Plan { message, position, help }
         }
         DataFusionError::Execution(m) => Error::plan(m.clone(), position),
         other => Error::plan(other.message().into_owned(), position),
@@ -182,11 +170,7 @@ struct PlanningContext<'a> {
 
 impl<'a> PlanningContext<'a> {
     fn new(catalog: &'a Catalog) -> Self {
-        Self {
-            catalog,
-            functions: function_registry(),
-            reads: RefCell::default(),
-        }
+        Self { catalog, functions: function_registry(), reads: RefCell::default() }
     }
 }
 
@@ -242,17 +226,12 @@ impl ContextProvider for PlanningContext<'_> {
             }
             return Err(DataFusionError::Plan(message));
         };
-        self.reads
-            .borrow_mut()
-            .insert(relation.name.clone(), relation.kind);
+        self.reads.borrow_mut().insert(relation.name.clone(), relation.kind);
         let key_index = match relation.kind {
             ObjectKind::Stream => None,
             ObjectKind::Table | ObjectKind::Segment => relation.schema.index_of(&relation.key).ok(),
         };
-        Ok(Arc::new(RelationSource::new(
-            Arc::clone(&relation.schema),
-            key_index,
-        )))
+        Ok(Arc::new(RelationSource::new(Arc::clone(&relation.schema), key_index)))
     }
 
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
@@ -303,11 +282,7 @@ impl ContextProvider for PlanningContext<'_> {
 /// The candidate closest to `name` by edit distance, if it is close enough to be a typo.
 pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
-    candidates
-        .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
+    candidates.map(|c| (edit_distance(name, c), c)).filter(|(d, _)| *d <= limit).min().map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -317,9 +292,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut prev = row[0];
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let next = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
+            let next = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
             prev = row[j + 1];
             row[j + 1] = next;
         }

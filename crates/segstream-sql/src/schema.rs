@@ -51,17 +51,11 @@ pub fn fields(columns: &[ColumnDef], not_null: &[&str]) -> Result<Vec<Field>> {
         let name = normalize(&column.name);
         let position = position_of(column.name.span.start);
         if !seen.insert(name.clone()) {
-            return Err(Error::plan(
-                format!("column `{name}` is declared twice"),
-                position,
-            ));
+            return Err(Error::plan(format!("column `{name}` is declared twice"), position));
         }
         let Some(data_type) = arrow_type(&column.data_type) else {
             return Err(Error::plan(
-                format!(
-                    "column `{name}` has type {}, which segstream does not store",
-                    column.data_type
-                ),
+                format!("column `{name}` has type {}, which segstream does not store", column.data_type),
                 position,
             )
             .with_help(format!("use {SUPPORTED_TYPES}")));

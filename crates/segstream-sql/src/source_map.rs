@@ -38,11 +38,7 @@ impl SourceMap {
             .into_iter()
             .filter(|t| !matches!(t.token, Token::Whitespace(_)))
             .collect();
-        Self {
-            tokens,
-            origin,
-            query,
-        }
+        Self { tokens, origin, query }
     }
 
     pub(crate) fn find(&self, what: &Locate) -> Option<Position> {
@@ -50,11 +46,9 @@ impl SourceMap {
             Locate::Query => return self.query,
             Locate::Word(word) => self.word(word),
             Locate::Function(name) => self.function_call(name).or_else(|| self.word(name)),
-            Locate::Now => self.function_call("now").or_else(|| {
-                self.tokens
-                    .iter()
-                    .position(|t| is_word(&t.token, "current_timestamp"))
-            }),
+            Locate::Now => self
+                .function_call("now")
+                .or_else(|| self.tokens.iter().position(|t| is_word(&t.token, "current_timestamp"))),
         };
         match found {
             Some(i) => self.absolute(&self.tokens[i]),
@@ -71,9 +65,7 @@ impl SourceMap {
     }
 
     fn function_call(&self, name: &str) -> Option<usize> {
-        self.tokens
-            .windows(2)
-            .position(|w| is_word(&w[0].token, name) && w[1].token == Token::LParen)
+        self.tokens.windows(2).position(|w| is_word(&w[0].token, name) && w[1].token == Token::LParen)
     }
 
     /// Token locations are relative to the statement text; make them relative to the
@@ -101,15 +93,8 @@ mod tests {
         let text = "CREATE SEGMENT s AS\nSELECT user_id FROM e ORDER BY random()";
         let map = SourceMap::new(text, Some(Position::new(3, 5)), Some(Position::new(4, 1)));
         assert_eq!(map.find(&Locate::Word("order")), Some(Position::new(4, 23)));
-        assert_eq!(
-            map.find(&Locate::Function("random".into())),
-            Some(Position::new(4, 32))
-        );
+        assert_eq!(map.find(&Locate::Function("random".into())), Some(Position::new(4, 32)));
         assert_eq!(map.find(&Locate::Word("create")), Some(Position::new(3, 5)));
-        assert_eq!(
-            map.find(&Locate::Now),
-            Some(Position::new(4, 1)),
-            "falls back to the query"
-        );
+        assert_eq!(map.find(&Locate::Now), Some(Position::new(4, 1)), "falls back to the query");
     }
 }

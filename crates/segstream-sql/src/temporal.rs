@@ -154,18 +154,12 @@ pub fn extract_bounds(conjunct: &Expr, schema: &DFSchema) -> Result<Vec<TimeBoun
         Operator::GtEq => vec![bound(TimeBoundKind::Until, plus_one)],
         Operator::Lt => vec![bound(TimeBoundKind::From, plus_one)],
         Operator::LtEq => vec![bound(TimeBoundKind::From, x)],
-        _ => vec![
-            bound(TimeBoundKind::From, x),
-            bound(TimeBoundKind::Until, plus_one),
-        ],
+        _ => vec![bound(TimeBoundKind::From, x), bound(TimeBoundKind::Until, plus_one)],
     })
 }
 
 fn is_comparison(op: Operator) -> bool {
-    matches!(
-        op,
-        Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::Eq
-    )
+    matches!(op, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::Eq)
 }
 
 fn flip(op: Operator) -> Operator {
@@ -227,17 +221,9 @@ fn now_offset(expr: &Expr) -> Result<Option<i64>, TemporalError> {
         Expr::ScalarFunction(f) if is_now(&f.func) => Ok(Some(0)),
         Expr::Cast(c) => now_offset(&c.expr),
         Expr::TryCast(c) => now_offset(&c.expr),
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: op @ (Operator::Plus | Operator::Minus),
-            right,
-        }) => {
+        Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) => {
             if let (Some(c), Some(k)) = (now_offset(left)?, interval_nanos(right)?) {
-                let sum = if *op == Operator::Plus {
-                    c.checked_add(k)
-                } else {
-                    c.checked_sub(k)
-                };
+                let sum = if *op == Operator::Plus { c.checked_add(k) } else { c.checked_sub(k) };
                 return sum.map(Some).ok_or(TemporalError::Overflow);
             }
             if *op == Operator::Plus {
@@ -255,11 +241,7 @@ fn now_offset(expr: &Expr) -> Result<Option<i64>, TemporalError> {
 fn now_minus_row(expr: &Expr) -> Result<Option<(i64, Expr)>, TemporalError> {
     match expr {
         Expr::Cast(c) => now_minus_row(&c.expr),
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Minus,
-            right,
-        }) => match now_offset(left)? {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) => match now_offset(left)? {
             Some(c0) if !contains_now(right) && has_columns(right) => Ok(Some((c0, (**right).clone()))),
             _ => Ok(None),
         },
@@ -271,11 +253,7 @@ fn now_minus_row(expr: &Expr) -> Result<Option<(i64, Expr)>, TemporalError> {
 fn row_minus_now(expr: &Expr) -> Result<Option<(i64, Expr)>, TemporalError> {
     match expr {
         Expr::Cast(c) => row_minus_now(&c.expr),
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Minus,
-            right,
-        }) => match now_offset(right)? {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) => match now_offset(right)? {
             Some(c0) if !contains_now(left) && has_columns(left) => Ok(Some((c0, (**left).clone()))),
             _ => Ok(None),
         },

@@ -49,6 +49,108 @@ pub fn encode_key(value: &ScalarValue, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// Appends an order-preserving encoding of any stored value (NULL first). Used for
+/// MIN/MAX multisets and group keys, where byte order must be value order.
+pub fn encode_sortable(value: &ScalarValue, out: &mut Vec<u8>) -> Result<()> {
+    if value.is_null() {
+        out.push(NULL);
+        return Ok(());
+    }
+    out.push(PRESENT);
+    let int = |v: i64, out: &mut Vec<u8>| out.extend_from_slice(&((v as u64) ^ (1 << 63)).to_be_bytes());
+    match value {
+        ScalarValue::Utf8(Some(_)) | ScalarValue::LargeUtf8(Some(_)) | ScalarValue::Utf8View(Some(_)) => {
+            encode_key(value, out)?
+        }
+        ScalarValue::Boolean(Some(b)) => out.push(u8::from(*b)),
+        ScalarValue::Int16(Some(v)) => int(*v as i64, out),
+        ScalarValue::Int32(Some(v)) | ScalarValue::Date32(Some(v)) => int(*v as i64, out),
+        ScalarValue::Int64(Some(v)) | ScalarValue::TimestampNanosecond(Some(v), _) => int(*v, out),
+        ScalarValue::Float32(Some(v)) => out.extend_from_slice(&sortable_float(*v as f64)),
+        ScalarValue::Float64(Some(v)) => out.extend_from_slice(&sortable_float(*v)),
+        other => {
+            return Err(Error::invalid_input(format!("values of type {} are not stored", other.data_type())))
+        }
+    }
+    Ok(())
+}
+
+fn sortable_float(v: f64) -> [u8; 8] {
+    let bits = v.to_bits();
+    let bits = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
+    bits.to_be_bytes()
+}
+
+/// A growing byte buffer for state values: fixed-width numbers and length-prefixed
+/// byte strings, read back by [`ByteReader`].
+#[derive(Default)]
+pub struct ByteWriter(pub Vec<u8>);
+
+impl ByteWriter {
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    pub fn f64(&mut self, v: f64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(v);
+        self
+    }
+}
+
+/// Reads what a [`ByteWriter`] wrote; every read checks the length left.
+pub struct ByteReader<'a> {
+    reader: Reader<'a>,
+}
+
+impl<'a> ByteReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { reader: Reader { bytes, at: 0 } }
+    }
+
+    pub fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.reader.array()?))
+    }
+
+    pub fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.reader.array()?))
+    }
+
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.reader.take(1)?[0])
+    }
+
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = u32::from_le_bytes(self.reader.array()?) as usize;
+        self.reader.take(len)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.reader.at == self.reader.bytes.len()
+    }
+}
+
+/// The memcomparable form of a clock instant (signed, so order is time order).
+pub fn encode_instant(nanos: i64) -> [u8; 8] {
+    ((nanos as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub fn decode_instant(bytes: &[u8]) -> Result<i64> {
+    let array: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    Ok((u64::from_be_bytes(array) ^ (1 << 63)) as i64)
+}
+
 const NULL: u8 = 0;
 const PRESENT: u8 = 1;
 
@@ -148,11 +250,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(corrupt)?;
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(corrupt)?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
@@ -184,6 +282,31 @@ mod tests {
         assert!(encoded.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xFF]), None);
+    }
+
+    #[test]
+    fn sortable_values_and_instants_keep_their_order() {
+        let sort = |v: ScalarValue| {
+            let mut out = Vec::new();
+            encode_sortable(&v, &mut out).expect("encodes");
+            out
+        };
+        let floats = [-1e300, -2.5, -0.0, 0.5, 3.0, 1e300];
+        let encoded: Vec<_> = floats.iter().map(|f| sort(ScalarValue::Float64(Some(*f)))).collect();
+        assert!(encoded.windows(2).all(|w| w[0] <= w[1]), "{encoded:?}");
+        assert!(sort(ScalarValue::Int64(None)) < sort(ScalarValue::Int64(Some(i64::MIN))));
+        let instants = [i64::MIN, -5, 0, 7, i64::MAX];
+        let encoded: Vec<_> = instants.iter().map(|i| encode_instant(*i)).collect();
+        assert!(encoded.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(decode_instant(&encode_instant(-5)).unwrap(), -5);
+        let mut w = ByteWriter::default();
+        w.i64(-3).f64(2.5).bytes(b"abc").u8(9);
+        let mut r = ByteReader::new(&w.0);
+        assert_eq!(
+            (r.i64().unwrap(), r.f64().unwrap(), r.bytes().unwrap(), r.u8().unwrap()),
+            (-3, 2.5, &b"abc"[..], 9)
+        );
+        assert!(r.is_done() && r.u8().is_err());
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! | `catalog` | definition id (u64, big-endian)      | the `CREATE` statement     |
 //! | `meta`    | a name (`clock`, `next_id`, ...)     | a value                    |
 //! | `rows`    | relation id (u64 BE) + row key       | the row ([`codec`])        |
+//! | `state`   | segment id + node id + operator key  | operator state             |
+//! | `timers`  | instant + segment id + node id + row | the timer's summed weight  |
+//! | `members` | segment log id + member key          | weight and member row      |
+//! | `changes` | segment log id + seq (u64 BE)        | one change record          |
 //!
 //! Every statement's changes go into one [`StoreBatch`], written with a WAL sync, so a
 //! statement is either applied whole or not at all, and an acknowledged one survives a
@@ -23,7 +27,11 @@ use segstream_types::{Error, Result};
 pub const CF_CATALOG: &str = "catalog";
 pub const CF_META: &str = "meta";
 pub const CF_ROWS: &str = "rows";
-const FAMILIES: [&str; 3] = [CF_CATALOG, CF_META, CF_ROWS];
+pub const CF_STATE: &str = "state";
+pub const CF_TIMERS: &str = "timers";
+pub const CF_MEMBERS: &str = "members";
+pub const CF_CHANGES: &str = "changes";
+const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, CF_MEMBERS, CF_CHANGES];
 
 /// An open data directory.
 pub struct Store {
@@ -43,23 +51,15 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let families = FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let families = FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {
-            Error::storage(format!(
-                "cannot open data directory {}: {}",
-                path.display(),
-                e.into_string()
-            ))
+            Error::storage(format!("cannot open data directory {}: {}", path.display(), e.into_string()))
         })?;
         Ok(Self { db })
     }
 
     fn family(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| Error::internal(format!("column family {name} is missing")))
+        self.db.cf_handle(name).ok_or_else(|| Error::internal(format!("column family {name} is missing")))
     }
 
     pub fn get(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -69,10 +69,7 @@ impl Store {
     /// Every key and value whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, family: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.family(family)?,
-            IteratorMode::From(prefix, Direction::Forward),
-        );
+        let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(prefix, Direction::Forward));
         for item in iter {
             let (key, value) = item.map_err(storage)?;
             if !key.starts_with(prefix) {
@@ -109,6 +106,29 @@ impl Store {
             .transpose()
     }
 
+    /// The first key and value at or after `from`, if any.
+    pub fn first_from(&self, family: &str, from: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut iter =
+            self.db.iterator_cf(self.family(family)?, IteratorMode::From(from, Direction::Forward));
+        match iter.next() {
+            Some(item) => {
+                let (key, value) = item.map_err(storage)?;
+                Ok(Some((key.into_vec(), value.into_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The values of many keys in one call (RocksDB MultiGet).
+    pub fn multi_get(&self, family: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.family(family)?;
+        self.db
+            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+            .into_iter()
+            .map(|r| r.map_err(storage))
+            .collect()
+    }
+
     pub fn meta_i64(&self, name: &str) -> Result<Option<i64>> {
         Ok(self.meta_u64(name)?.map(|v| v as i64))
     }
@@ -121,10 +141,7 @@ impl Store {
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {
-        StoreBatch {
-            store: self,
-            inner: WriteBatch::default(),
-        }
+        StoreBatch { store: self, inner: WriteBatch::default() }
     }
 }
 
@@ -179,13 +196,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             let mut batch = store.batch();
-            batch
-                .put(
-                    CF_CATALOG,
-                    &1u64.to_be_bytes(),
-                    b"CREATE STREAM e (id TEXT, ts TIMESTAMP)",
-                )
-                .unwrap();
+            batch.put(CF_CATALOG, &1u64.to_be_bytes(), b"CREATE STREAM e (id TEXT, ts TIMESTAMP)").unwrap();
             batch.put_u64(CF_META, b"clock", 42).unwrap();
             batch.put(CF_ROWS, b"\x00\x01a", b"x").unwrap();
             batch.put(CF_ROWS, b"\x00\x01b", b"y").unwrap();

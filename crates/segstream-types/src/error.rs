@@ -15,41 +15,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The text is not a statement of the language.
     #[error("{}", Located { what: "syntax error", message, position, help: &None })]
-    Syntax {
-        message: String,
-        position: Option<Position>,
-    },
+    Syntax { message: String, position: Option<Position> },
 
     /// The statement is well formed but refers to something wrong (unknown column,
     /// type mismatch, bad segment shape).
     #[error("{}", Located { what: "error", message, position, help })]
-    Plan {
-        message: String,
-        position: Option<Position>,
-        help: Option<String>,
-    },
+    Plan { message: String, position: Option<Position>, help: Option<String> },
 
     /// Valid SQL that a segment cannot maintain incrementally.
     #[error("{}", Located { what: "not supported in a segment", message, position, help })]
-    Unsupported {
-        message: String,
-        position: Option<Position>,
-        help: Option<String>,
-    },
+    Unsupported { message: String, position: Option<Position>, help: Option<String> },
 
     /// Names: unknown, taken, or still needed by something else.
     #[error("{}", Located { what: "error", message, position, help: &None })]
-    Catalog {
-        message: String,
-        position: Option<Position>,
-    },
+    Catalog { message: String, position: Option<Position> },
 
     /// Rows or values that do not fit the declared schema, or a clock moved backwards.
     #[error("{}", Located { what: "error", message, position, help: &None })]
-    InvalidInput {
-        message: String,
-        position: Option<Position>,
-    },
+    InvalidInput { message: String, position: Option<Position> },
 
     /// RocksDB or the file system failed; nothing partial was applied.
     #[error("storage error: {message}")]
@@ -62,18 +45,11 @@ pub enum Error {
 
 impl Error {
     pub fn syntax(message: impl Into<String>, position: Option<Position>) -> Self {
-        Self::Syntax {
-            message: message.into(),
-            position,
-        }
+        Self::Syntax { message: message.into(), position }
     }
 
     pub fn plan(message: impl Into<String>, position: Option<Position>) -> Self {
-        Self::Plan {
-            message: message.into(),
-            position,
-            help: None,
-        }
+        Self::Plan { message: message.into(), position, help: None }
     }
 
     pub fn unsupported(
@@ -81,37 +57,23 @@ impl Error {
         position: Option<Position>,
         help: impl Into<String>,
     ) -> Self {
-        Self::Unsupported {
-            message: message.into(),
-            position,
-            help: Some(help.into()),
-        }
+        Self::Unsupported { message: message.into(), position, help: Some(help.into()) }
     }
 
     pub fn catalog(message: impl Into<String>) -> Self {
-        Self::Catalog {
-            message: message.into(),
-            position: None,
-        }
+        Self::Catalog { message: message.into(), position: None }
     }
 
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self::InvalidInput {
-            message: message.into(),
-            position: None,
-        }
+        Self::InvalidInput { message: message.into(), position: None }
     }
 
     pub fn storage(message: impl Into<String>) -> Self {
-        Self::Storage {
-            message: message.into(),
-        }
+        Self::Storage { message: message.into() }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::Internal {
-            message: message.into(),
-        }
+        Self::Internal { message: message.into() }
     }
 
     /// Sets the position (replacing any).

@@ -16,12 +16,7 @@ use segstream_types::{Error, Position};
 )]
 struct Cli {
     /// Where segstream keeps its data (created if missing).
-    #[arg(
-        long,
-        global = true,
-        default_value = "./segstream-data",
-        env = "SEGSTREAM_DATA_DIR"
-    )]
+    #[arg(long, global = true, default_value = "./segstream-data", env = "SEGSTREAM_DATA_DIR")]
     data_dir: PathBuf,
 
     /// `wall` follows UTC; `manual` starts at 1970-01-01 and moves only by ADVANCE TIME.
@@ -80,10 +75,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             // -e and -f in command-line order: clap keeps each occurrence's index.
             let sql_matches = matches.subcommand_matches("sql");
             let indices = |id: &str| -> Vec<usize> {
-                sql_matches
-                    .and_then(|m| m.indices_of(id))
-                    .map(|i| i.collect())
-                    .unwrap_or_default()
+                sql_matches.and_then(|m| m.indices_of(id)).map(|i| i.collect()).unwrap_or_default()
             };
             let mut ordered: Vec<(usize, String, Source)> = Vec::new();
             for ((i, index), sql) in indices("execute").into_iter().enumerate().zip(execute) {
@@ -158,11 +150,7 @@ fn report(origin: &str, text: &str, error: &Error) {
             let gutter = line.to_string();
             eprintln!("{} |", " ".repeat(gutter.len()));
             eprintln!("{gutter} | {source_line}");
-            eprintln!(
-                "{} | {}^",
-                " ".repeat(gutter.len()),
-                " ".repeat((column as usize).saturating_sub(1))
-            );
+            eprintln!("{} | {}^", " ".repeat(gutter.len()), " ".repeat((column as usize).saturating_sub(1)));
         }
     }
 }

@@ -1,0 +1,442 @@
+//! Keeping segments up to date: each step runs the new deltas through every segment
+//! that reads them, parents before the segments that read them, and commits operator
+//! state, membership, the change log and the input in one write batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
+use segstream_ops::membership::members;
+use segstream_ops::temporal_filter::{due_timers, next_timer_instant, DueTimer};
+use segstream_ops::{ChangeKind, MemberChange, SegmentDataflow, StepContext, StepInput};
+use segstream_sql::ast::ObjectKind;
+use segstream_state::codec::{rows_to_batch, ByteWriter};
+use segstream_state::{CF_CHANGES, CF_MEMBERS, CF_META, CF_STATE, CF_TIMERS};
+use segstream_types::{DeltaBatch, Error, Result, Timestamp};
+
+use crate::engine::Engine;
+
+pub(crate) const META_CLOCK: &str = "clock";
+
+/// `log/<name>`: the id a segment's members and change log are kept under.
+fn log_key(name: &str) -> String {
+    format!("log/{name}")
+}
+
+fn seq_key(log_id: u64) -> Vec<u8> {
+    let mut key = b"seq/".to_vec();
+    key.extend_from_slice(&log_id.to_be_bytes());
+    key
+}
+
+impl Engine {
+    /// Builds the running operators of every segment that can be maintained, parents first.
+    /// A segment whose maintained state was never started (its creation was cut short
+    /// before the backfill committed) is backfilled now.
+    pub(crate) fn build_dataflows(&mut self) -> Result<()> {
+        self.dataflows.clear();
+        for name in self.segment_order() {
+            match self.store.meta_u64(&log_key(&name))? {
+                Some(log_id) => {
+                    if let Some(df) = self.dataflow_for(&name, log_id)? {
+                        self.dataflows.insert(name, df);
+                    }
+                }
+                None => self.start_maintaining(&name, None)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Segments in an order where every segment comes after those it reads.
+    pub(crate) fn segment_order(&self) -> Vec<String> {
+        let mut order = Vec::new();
+        let mut placed = std::collections::HashSet::new();
+        let segments: Vec<_> = self.catalog.list(ObjectKind::Segment).map(|r| r.name.clone()).collect();
+        while order.len() < segments.len() {
+            let before = order.len();
+            for name in &segments {
+                if placed.contains(name) {
+                    continue;
+                }
+                let ready = self.catalog.get(name).is_some_and(|r| {
+                    r.reads.iter().all(|read| {
+                        self.catalog.get(read).map(|p| p.kind != ObjectKind::Segment).unwrap_or(true)
+                            || placed.contains(read)
+                    })
+                });
+                if ready {
+                    placed.insert(name.clone());
+                    order.push(name.clone());
+                }
+            }
+            if order.len() == before {
+                break; // a cycle cannot be created; stop rather than loop
+            }
+        }
+        order
+    }
+
+    /// The dataflow of a segment, if all it uses can be maintained.
+    fn dataflow_for(&self, name: &str, log_id: u64) -> Result<Option<SegmentDataflow>> {
+        let Some(relation) = self.catalog.get(name) else { return Ok(None) };
+        let Some(plan) = &relation.plan else { return Ok(None) };
+        let parents_maintained = relation.reads.iter().all(|r| {
+            self.catalog.get(r).map(|p| p.kind != ObjectKind::Segment).unwrap_or(true)
+                || self.dataflows.contains_key(r)
+        });
+        if !parents_maintained {
+            return Ok(None);
+        }
+        let segment_id = self.id_of(name)?;
+        let schema_of = |r: &str| self.catalog.get(r).map(|rel| Arc::clone(&rel.schema));
+        SegmentDataflow::new(name, segment_id, log_id, plan, &schema_of)
+    }
+
+    /// Whether a segment's membership is kept incrementally (its plan has only
+    /// operators the engine maintains).
+    pub fn is_maintained(&self, segment: &str) -> bool {
+        self.dataflows.contains_key(segment)
+    }
+
+    /// Runs `relations` (deltas by relation name) and fired timers through every
+    /// maintained segment, parents first; a segment's changes become the delta its
+    /// readers see in the same step.
+    pub(crate) fn propagate(
+        &self,
+        mut relations: HashMap<String, DeltaBatch>,
+        fired: &HashMap<u64, HashMap<u32, Vec<&DueTimer>>>,
+        cx: &mut StepContext,
+    ) -> Result<()> {
+        for name in self.segment_order() {
+            let Some(df) = self.dataflows.get(&name) else { continue };
+            let timers = fired.get(&df.segment_id);
+            let touched: HashMap<String, DeltaBatch> =
+                df.reads().iter().filter_map(|r| relations.get(r).map(|d| (r.clone(), d.clone()))).collect();
+            if touched.is_empty() && timers.is_none() {
+                continue;
+            }
+            let input =
+                StepInput { relations: touched, fired: timers.cloned().unwrap_or_default(), initial: false };
+            let changes = df.step(&input, cx)?;
+            if !changes.is_empty() {
+                self.log_changes(df.log_id, &df.output, &changes, cx)?;
+                relations.insert(name.clone(), changes_as_delta(&df.output, &changes)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one change record per change to the segment's log, seq = last + 1.
+    pub(crate) fn log_changes(
+        &self,
+        log_id: u64,
+        schema: &SchemaRef,
+        changes: &[MemberChange],
+        cx: &mut StepContext,
+    ) -> Result<()> {
+        let mut seq = match cx.get(CF_META, &seq_key(log_id))? {
+            Some(v) => {
+                u64::from_be_bytes(v.try_into().map_err(|_| Error::storage("damaged sequence number"))?)
+            }
+            None => 0,
+        };
+        for change in changes {
+            seq += 1;
+            let row = change
+                .new
+                .as_ref()
+                .or(change.old.as_ref())
+                .ok_or_else(|| Error::internal("a change without a row"))?;
+            let mut value = ByteWriter::default();
+            value
+                .u8(change.kind.code())
+                .i64(cx.now.nanos())
+                .bytes(key_text(&row[0]).as_bytes())
+                .bytes(attributes_json(schema, change.new.as_ref()).as_bytes())
+                .bytes(b"");
+            let mut key = log_id.to_be_bytes().to_vec();
+            key.extend_from_slice(&seq.to_be_bytes());
+            cx.put(CF_CHANGES, key, value.0);
+        }
+        cx.put(CF_META, seq_key(log_id), seq.to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Creates (or replaces) a segment's maintained state: runs everything it reads
+    /// through its operators at the current clock (the backfill), logs the difference
+    /// from the members it had (all `entered` for a new segment), and passes that
+    /// difference on to the segments that read it. One step, one write batch.
+    pub(crate) fn start_maintaining(&mut self, name: &str, replaced_segment_id: Option<u64>) -> Result<()> {
+        let store = &self.store;
+        let mut cx = StepContext::new(store, self.clock.now());
+        let log_id = match store.meta_u64(&log_key(name))? {
+            Some(id) => id,
+            None => {
+                let id = self.id_of(name)?;
+                cx.put(CF_META, log_key(name).into_bytes(), id.to_be_bytes().to_vec());
+                id
+            }
+        };
+        if let Some(old) = replaced_segment_id {
+            delete_operator_state(&mut cx, old)?;
+        }
+        let previous: Vec<Vec<ScalarValue>> = match self.dataflows.get(name) {
+            Some(df) => members(&cx, &df.output, log_id)?,
+            None => Vec::new(),
+        };
+        for (key, _) in cx.scan_prefix(CF_MEMBERS, &log_id.to_be_bytes())? {
+            cx.delete(CF_MEMBERS, key);
+        }
+        self.dataflows.remove(name);
+        let Some(df) = self.dataflow_for(name, log_id)? else {
+            // Not maintained (yet): its members are computed in batch when queried.
+            let mut batch = store.batch();
+            cx.write_to(&mut batch)?;
+            return store.write(batch);
+        };
+        let mut relations = HashMap::new();
+        for read in df.reads() {
+            relations.insert(read.clone(), self.current_contents(read, &cx)?);
+        }
+        let changes = df.step(&StepInput { relations, fired: HashMap::new(), initial: true }, &mut cx)?;
+        let changes = diff_from_previous(previous, changes);
+        if !changes.is_empty() {
+            self.log_changes(log_id, &df.output, &changes, &mut cx)?;
+        }
+        let delta = changes_as_delta(&df.output, &changes)?;
+        self.dataflows.insert(name.to_string(), df);
+        if !changes.is_empty() {
+            let mut relations = HashMap::new();
+            relations.insert(name.to_string(), delta);
+            // Only the readers of this segment see the delta: it is the one touched.
+            self.propagate(relations, &HashMap::new(), &mut cx)?;
+        }
+        let mut batch = store.batch();
+        cx.write_to(&mut batch)?;
+        store.write(batch)
+    }
+
+    /// Everything a relation holds now, as insertions.
+    fn current_contents(&self, name: &str, cx: &StepContext) -> Result<DeltaBatch> {
+        let relation =
+            self.catalog.get(name).ok_or_else(|| Error::internal(format!("unknown relation {name}")))?;
+        let batch = match relation.kind {
+            ObjectKind::Stream | ObjectKind::Table => self.stored_rows(relation)?,
+            ObjectKind::Segment => {
+                let df = self
+                    .dataflows
+                    .get(name)
+                    .ok_or_else(|| Error::internal(format!("{name} is not maintained")))?;
+                rows_to_batch(&df.output, &members(cx, &df.output, df.log_id)?)?
+            }
+        };
+        Ok(DeltaBatch::inserts(batch))
+    }
+
+    /// Removes everything kept for a dropped segment (the caller drops its dataflow
+    /// once the writes are committed).
+    pub(crate) fn stop_maintaining(&self, name: &str, segment_id: u64, cx: &mut StepContext) -> Result<()> {
+        delete_operator_state(cx, segment_id)?;
+        if let Some(log_id) = self.store.meta_u64(&log_key(name))? {
+            for family in [CF_MEMBERS, CF_CHANGES] {
+                for (key, _) in cx.scan_prefix(family, &log_id.to_be_bytes())? {
+                    cx.delete(family, key);
+                }
+            }
+            cx.delete(CF_META, seq_key(log_id));
+        }
+        cx.delete(CF_META, log_key(name).into_bytes());
+        Ok(())
+    }
+
+    /// Moves the clock to `target`, firing every timer due on the way one instant at a
+    /// time, each instant its own step stamped with that instant.
+    pub(crate) fn advance_clock_to(&mut self, target: Timestamp) -> Result<()> {
+        loop {
+            let cx = StepContext::new(&self.store, target);
+            let Some(next) = next_timer_instant(&cx)? else { break };
+            if next > target.nanos() {
+                break;
+            }
+            let instant = Timestamp(next.max(self.clock.manual.nanos()));
+            let mut cx = StepContext::new(&self.store, instant);
+            let due = due_timers(&cx, next)?;
+            let mut fired: HashMap<u64, HashMap<u32, Vec<&DueTimer>>> = HashMap::new();
+            for timer in &due {
+                fired.entry(timer.segment).or_default().entry(timer.node).or_default().push(timer);
+            }
+            for timer in &due {
+                cx.delete(CF_TIMERS, timer.key.clone());
+            }
+            self.propagate(HashMap::new(), &fired, &mut cx)?;
+            cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (instant.nanos() as u64).to_be_bytes().to_vec());
+            let mut batch = self.store.batch();
+            cx.write_to(&mut batch)?;
+            self.store.write(batch)?;
+            self.clock.manual = instant;
+        }
+        let mut batch = self.store.batch();
+        batch.put_u64(CF_META, META_CLOCK.as_bytes(), target.nanos() as u64)?;
+        self.store.write(batch)?;
+        self.clock.manual = target;
+        Ok(())
+    }
+
+    /// The change log of every segment: (segment, seq, key, kind, at, attributes, reason).
+    pub(crate) fn change_records(&self) -> Result<Vec<ChangeRecord>> {
+        let names: BTreeMap<u64, String> = self
+            .catalog
+            .list(ObjectKind::Segment)
+            .filter_map(|r| Some((self.store.meta_u64(&log_key(&r.name)).ok()??, r.name.clone())))
+            .collect();
+        let mut out = Vec::new();
+        for (key, value) in self.store.scan_prefix(CF_CHANGES, &[])? {
+            let corrupt = || Error::storage("a change record is damaged");
+            let log_id =
+                u64::from_be_bytes(key.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+            let seq = u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+            let mut r = segstream_state::codec::ByteReader::new(&value);
+            let kind = ChangeKind::from_code(r.u8()?).ok_or_else(corrupt)?;
+            let at = Timestamp(r.i64()?);
+            let member = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
+            let attributes = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
+            let reason = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
+            let Some(segment) = names.get(&log_id) else { continue };
+            out.push(ChangeRecord {
+                segment: segment.clone(),
+                seq,
+                key: member,
+                kind,
+                at,
+                attributes,
+                reason,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One record of a segment's change log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    pub segment: String,
+    pub seq: u64,
+    pub key: String,
+    pub kind: ChangeKind,
+    pub at: Timestamp,
+    /// The attributes after the change, as a JSON object (`{}` without attributes or
+    /// after an exit).
+    pub attributes: String,
+    pub reason: String,
+}
+
+fn delete_operator_state(cx: &mut StepContext, segment_id: u64) -> Result<()> {
+    for (key, _) in cx.scan_prefix(CF_STATE, &segment_id.to_be_bytes())? {
+        cx.delete(CF_STATE, key);
+    }
+    // Timers are keyed by instant first: find this segment's among all of them.
+    for (key, _) in cx.scan_prefix(CF_TIMERS, &[])? {
+        if key.get(8..16) == Some(&segment_id.to_be_bytes()[..]) {
+            cx.delete(CF_TIMERS, key);
+        }
+    }
+    Ok(())
+}
+
+/// The backfill of a replaced segment, as changes from the members it had.
+fn diff_from_previous(previous: Vec<Vec<ScalarValue>>, backfill: Vec<MemberChange>) -> Vec<MemberChange> {
+    let mut old: BTreeMap<String, Vec<ScalarValue>> =
+        previous.into_iter().map(|r| (key_text(&r[0]), r)).collect();
+    let mut out = Vec::new();
+    for change in backfill {
+        let Some(new) = change.new else { continue };
+        match old.remove(&key_text(&new[0])) {
+            None => out.push(MemberChange { kind: ChangeKind::Entered, old: None, new: Some(new) }),
+            Some(row) if row == new => {}
+            Some(row) => out.push(MemberChange { kind: ChangeKind::Updated, old: Some(row), new: Some(new) }),
+        }
+    }
+    out.extend(old.into_values().map(|row| MemberChange {
+        kind: ChangeKind::Exited,
+        old: Some(row),
+        new: None,
+    }));
+    out
+}
+
+/// Changes as the delta a reading segment sees: entered +row, exited -row, updated -old +new.
+pub(crate) fn changes_as_delta(schema: &SchemaRef, changes: &[MemberChange]) -> Result<DeltaBatch> {
+    let mut rows = Vec::new();
+    let mut weights = Vec::new();
+    for change in changes {
+        if let Some(old) = &change.old {
+            rows.push(old.clone());
+            weights.push(-1);
+        }
+        if let Some(new) = &change.new {
+            rows.push(new.clone());
+            weights.push(1);
+        }
+    }
+    DeltaBatch::new(rows_to_batch(schema, &rows)?, weights)
+}
+
+/// A member key as text (what the change log and subscribers see).
+pub(crate) fn key_text(value: &ScalarValue) -> String {
+    match value {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            s.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `{"frequency":3,"monetary":350.5}`: a member's attributes as a JSON object.
+pub(crate) fn attributes_json(schema: &SchemaRef, row: Option<&Vec<ScalarValue>>) -> String {
+    let Some(row) = row else { return "{}".into() };
+    let fields: Vec<String> = schema
+        .fields()
+        .iter()
+        .zip(row)
+        .skip(1)
+        .map(|(f, v)| format!("{}:{}", json_string(f.name()), json_value(v)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+fn json_value(value: &ScalarValue) -> String {
+    if value.is_null() {
+        return "null".into();
+    }
+    match value {
+        ScalarValue::Boolean(Some(b)) => b.to_string(),
+        ScalarValue::Int16(Some(v)) => v.to_string(),
+        ScalarValue::Int32(Some(v)) => v.to_string(),
+        ScalarValue::Int64(Some(v)) => v.to_string(),
+        ScalarValue::Float32(Some(v)) if v.is_finite() => v.to_string(),
+        ScalarValue::Float64(Some(v)) if v.is_finite() => v.to_string(),
+        ScalarValue::TimestampNanosecond(Some(v), _) => json_string(&Timestamp(*v).to_string()),
+        ScalarValue::Utf8(Some(s)) => json_string(s),
+        other => json_string(&other.to_string()),
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,455 @@
+//! Grouped aggregation with retraction.
+//!
+//! Per group the state holds the group's row count and one accumulator per aggregate,
+//! each able to take a row back out: COUNT and SUM/AVG arithmetically, MIN/MAX and
+//! COUNT(DISTINCT) as a multiset of values (value -> count), so any value can leave in
+//! any order. A step groups its input rows by key, reads each touched group once, and
+//! emits the group's old output row retracted and its new one inserted (equal rows
+//! cancel when the step consolidates). A group whose count reaches zero is gone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::Expr;
+use segstream_sql::plan::{AggregateCall, AggregateFunction};
+use segstream_state::codec::{
+    decode_row, encode_row, encode_sortable, rows_to_batch, ByteReader, ByteWriter,
+};
+use segstream_state::CF_STATE;
+use segstream_types::{DeltaBatch, Error, Result};
+
+use crate::context::StepContext;
+use crate::expr::RowExpr;
+
+pub struct Aggregate {
+    group_by: Vec<RowExpr>,
+    calls: Vec<(AggregateFunction, bool, Vec<RowExpr>)>,
+    output: SchemaRef,
+    /// The group columns alone, to store a group's values with its state.
+    group_schema: SchemaRef,
+    prefix: Vec<u8>,
+}
+
+impl Aggregate {
+    pub fn new(
+        group_by: &[Expr],
+        calls: &[AggregateCall],
+        input: &DFSchema,
+        output: SchemaRef,
+        prefix: Vec<u8>,
+    ) -> Result<Self> {
+        let group_by: Vec<RowExpr> =
+            group_by.iter().map(|e| RowExpr::new(e, input)).collect::<Result<_>>()?;
+        let calls = calls
+            .iter()
+            .map(|c| {
+                Ok((
+                    c.function,
+                    c.distinct,
+                    c.args.iter().map(|a| RowExpr::new(a, input)).collect::<Result<_>>()?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let group_schema = Arc::new(
+            output
+                .project(&(0..group_by.len()).collect::<Vec<_>>())
+                .map_err(|e| Error::internal(e.to_string()))?,
+        );
+        Ok(Self { group_by, calls, output, group_schema, prefix })
+    }
+
+    pub fn step(&self, input: DeltaBatch, cx: &mut StepContext) -> Result<DeltaBatch> {
+        if input.is_empty() {
+            return Ok(DeltaBatch::empty(Arc::clone(&self.output)));
+        }
+        let rows = &input.rows;
+        let groups: Vec<ArrayRef> = self.group_by.iter().map(|e| e.evaluate(rows)).collect::<Result<_>>()?;
+        let args: Vec<Vec<ArrayRef>> = self
+            .calls
+            .iter()
+            .map(|(_, _, args)| args.iter().map(|a| a.evaluate(rows)).collect::<Result<Vec<_>>>())
+            .collect::<Result<_>>()?;
+
+        // Rows by group, groups in order of first appearance.
+        let mut order: Vec<(Vec<u8>, Vec<ScalarValue>, Vec<usize>)> = Vec::new();
+        let mut slot: HashMap<Vec<u8>, usize> = HashMap::new();
+        for i in 0..input.len() {
+            let values = groups.iter().map(|g| scalar(g, i)).collect::<Result<Vec<_>>>()?;
+            let mut key = self.prefix.clone();
+            for v in &values {
+                encode_sortable(v, &mut key)?;
+            }
+            match slot.get(&key) {
+                Some(&s) => order[s].2.push(i),
+                None => {
+                    slot.insert(key.clone(), order.len());
+                    order.push((key, values, vec![i]));
+                }
+            }
+        }
+
+        let keys: Vec<Vec<u8>> = order.iter().map(|(k, _, _)| k.clone()).collect();
+        let stored = cx.get_many(CF_STATE, &keys)?;
+        let mut out_rows: Vec<Vec<ScalarValue>> = Vec::new();
+        let mut out_weights = Vec::new();
+        for ((key, group_values, members), stored) in order.into_iter().zip(stored) {
+            let mut state = match stored {
+                Some(bytes) => GroupState::decode(&bytes, &self.group_schema, &self.calls)?,
+                None => GroupState::new(group_values, &self.calls),
+            };
+            if state.count > 0 {
+                out_rows.push(self.output_row(&state)?);
+                out_weights.push(-1);
+            }
+            for &i in &members {
+                let w = input.weights[i];
+                state.count += w;
+                for (c, acc) in state.accumulators.iter_mut().enumerate() {
+                    let values = args[c].iter().map(|a| scalar(a, i)).collect::<Result<Vec<_>>>()?;
+                    acc.apply(&values, w)?;
+                }
+            }
+            if state.count > 0 {
+                out_rows.push(self.output_row(&state)?);
+                out_weights.push(1);
+                cx.put(CF_STATE, key, state.encode()?);
+            } else {
+                cx.delete(CF_STATE, key);
+            }
+        }
+        let batch = rows_to_batch(&self.output, &out_rows)?;
+        DeltaBatch::new(batch, out_weights)?.consolidate()
+    }
+
+    fn output_row(&self, state: &GroupState) -> Result<Vec<ScalarValue>> {
+        let mut row = state.group.clone();
+        for (i, acc) in state.accumulators.iter().enumerate() {
+            let field = self.output.field(self.group_by.len() + i);
+            let value = acc.value(field.data_type())?;
+            row.push(
+                if value.data_type() == *field.data_type()
+                    || value.is_null() && field.data_type() == &DataType::Null
+                {
+                    value
+                } else {
+                    value.cast_to(field.data_type()).map_err(|e| Error::internal(e.to_string()))?
+                },
+            );
+        }
+        Ok(row)
+    }
+}
+
+fn scalar(array: &ArrayRef, row: usize) -> Result<ScalarValue> {
+    ScalarValue::try_from_array(array, row).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// One group: its values, its row count, one accumulator per aggregate call.
+struct GroupState {
+    group: Vec<ScalarValue>,
+    count: i64,
+    accumulators: Vec<Accumulator>,
+}
+
+impl GroupState {
+    fn new(group: Vec<ScalarValue>, calls: &[(AggregateFunction, bool, Vec<RowExpr>)]) -> Self {
+        let accumulators = calls.iter().map(|(f, distinct, _)| Accumulator::new(*f, *distinct)).collect();
+        Self { group, count: 0, accumulators }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut w = ByteWriter::default();
+        w.bytes(&encode_row(&self.group)?).i64(self.count);
+        for acc in &self.accumulators {
+            acc.encode(&mut w);
+        }
+        Ok(w.0)
+    }
+
+    fn decode(
+        bytes: &[u8],
+        group_schema: &SchemaRef,
+        calls: &[(AggregateFunction, bool, Vec<RowExpr>)],
+    ) -> Result<Self> {
+        let mut r = ByteReader::new(bytes);
+        let group = decode_row(group_schema, r.bytes()?)?;
+        let count = r.i64()?;
+        let accumulators =
+            calls.iter().map(|(f, d, _)| Accumulator::decode(*f, *d, &mut r)).collect::<Result<_>>()?;
+        if !r.is_done() {
+            return Err(Error::storage("an aggregate's state is damaged"));
+        }
+        Ok(Self { group, count, accumulators })
+    }
+}
+
+/// The state of one aggregate over one group.
+#[derive(Debug, Clone, PartialEq)]
+enum Accumulator {
+    /// Non-null rows counted (COUNT(*) counts a constant, never null).
+    Count(i64),
+    /// Integer and float sums kept apart: an integer SUM stays exact under retraction.
+    Sum {
+        int: i128,
+        float: f64,
+        is_float: bool,
+        non_null: i64,
+    },
+    Avg {
+        sum: f64,
+        non_null: i64,
+    },
+    /// value (order-preserving bytes) -> (count, the value encoded as a row).
+    Values {
+        function: AggregateFunction,
+        values: BTreeMap<Vec<u8>, (i64, Vec<u8>)>,
+    },
+    Bool {
+        trues: i64,
+        falses: i64,
+        and: bool,
+    },
+}
+
+impl Accumulator {
+    fn new(function: AggregateFunction, distinct: bool) -> Self {
+        match function {
+            AggregateFunction::Count if !distinct => Self::Count(0),
+            AggregateFunction::Count | AggregateFunction::Min | AggregateFunction::Max => {
+                Self::Values { function, values: BTreeMap::new() }
+            }
+            AggregateFunction::Sum => Self::Sum { int: 0, float: 0.0, is_float: false, non_null: 0 },
+            AggregateFunction::Avg => Self::Avg { sum: 0.0, non_null: 0 },
+            AggregateFunction::BoolAnd => Self::Bool { trues: 0, falses: 0, and: true },
+            AggregateFunction::BoolOr => Self::Bool { trues: 0, falses: 0, and: false },
+        }
+    }
+
+    /// Adds `weight` copies of a row whose arguments are `args` (negative: removes).
+    fn apply(&mut self, args: &[ScalarValue], weight: i64) -> Result<()> {
+        let value = args.first().cloned().unwrap_or(ScalarValue::Int64(Some(1)));
+        if value.is_null() {
+            return Ok(());
+        }
+        match self {
+            Self::Count(n) => *n += weight,
+            Self::Sum { int, float, is_float, non_null } => {
+                *non_null += weight;
+                match &value {
+                    ScalarValue::Float32(Some(v)) => {
+                        *is_float = true;
+                        *float += *v as f64 * weight as f64
+                    }
+                    ScalarValue::Float64(Some(v)) => {
+                        *is_float = true;
+                        *float += v * weight as f64
+                    }
+                    other => *int += integer(other)? as i128 * weight as i128,
+                }
+            }
+            Self::Avg { sum, non_null } => {
+                *non_null += weight;
+                *sum += float(&value)? * weight as f64;
+            }
+            Self::Values { values, .. } => {
+                let mut key = Vec::new();
+                encode_sortable(&value, &mut key)?;
+                let count = match values.get_mut(&key) {
+                    Some(entry) => {
+                        entry.0 += weight;
+                        entry.0
+                    }
+                    None => {
+                        values.insert(key.clone(), (weight, encode_row(std::slice::from_ref(&value))?));
+                        weight
+                    }
+                };
+                if count == 0 {
+                    values.remove(&key);
+                }
+            }
+            Self::Bool { trues, falses, .. } => match value {
+                ScalarValue::Boolean(Some(true)) => *trues += weight,
+                ScalarValue::Boolean(Some(false)) => *falses += weight,
+                other => {
+                    return Err(Error::invalid_input(format!("BOOL_AND/BOOL_OR of a non-boolean {other}")))
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// The aggregate's current value, of (or castable to) `output` type.
+    fn value(&self, output: &DataType) -> Result<ScalarValue> {
+        let null = || ScalarValue::try_from(output).map_err(|e| Error::internal(e.to_string()));
+        Ok(match self {
+            Self::Count(n) => ScalarValue::Int64(Some(*n)),
+            Self::Sum { non_null: 0, .. } => null()?,
+            Self::Sum { float, is_float: true, .. } => ScalarValue::Float64(Some(*float)),
+            Self::Sum { int, .. } => ScalarValue::Int64(Some(
+                i64::try_from(*int).map_err(|_| Error::invalid_input("SUM overflowed a 64-bit integer"))?,
+            )),
+            Self::Avg { non_null: 0, .. } => null()?,
+            Self::Avg { sum, non_null } => ScalarValue::Float64(Some(sum / *non_null as f64)),
+            Self::Values { function: AggregateFunction::Count, values } => {
+                ScalarValue::Int64(Some(values.len() as i64))
+            }
+            Self::Values { function, values } => {
+                let entry = if *function == AggregateFunction::Min {
+                    values.values().next()
+                } else {
+                    values.values().next_back()
+                };
+                match entry {
+                    None => null()?,
+                    Some((_, row)) => {
+                        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+                            datafusion::arrow::datatypes::Field::new("v", output.clone(), true),
+                        ]));
+                        decode_row(&schema, row)?.remove(0)
+                    }
+                }
+            }
+            Self::Bool { trues: 0, falses: 0, .. } => null()?,
+            Self::Bool { falses, and: true, .. } => ScalarValue::Boolean(Some(*falses == 0)),
+            Self::Bool { trues, and: false, .. } => ScalarValue::Boolean(Some(*trues > 0)),
+        })
+    }
+
+    fn encode(&self, w: &mut ByteWriter) {
+        match self {
+            Self::Count(n) => {
+                w.i64(*n);
+            }
+            Self::Sum { int, float, is_float, non_null } => {
+                w.i64(*int as i64)
+                    .i64((*int >> 64) as i64)
+                    .f64(*float)
+                    .u8(u8::from(*is_float))
+                    .i64(*non_null);
+            }
+            Self::Avg { sum, non_null } => {
+                w.f64(*sum).i64(*non_null);
+            }
+            Self::Values { values, .. } => {
+                w.i64(values.len() as i64);
+                for (key, (count, row)) in values {
+                    w.bytes(key).i64(*count).bytes(row);
+                }
+            }
+            Self::Bool { trues, falses, .. } => {
+                w.i64(*trues).i64(*falses);
+            }
+        }
+    }
+
+    fn decode(function: AggregateFunction, distinct: bool, r: &mut ByteReader) -> Result<Self> {
+        let mut acc = Self::new(function, distinct);
+        match &mut acc {
+            Self::Count(n) => *n = r.i64()?,
+            Self::Sum { int, float, is_float, non_null } => {
+                let low = r.i64()? as u64 as i128;
+                let high = (r.i64()? as i128) << 64;
+                *int = high | low;
+                *float = r.f64()?;
+                *is_float = r.u8()? != 0;
+                *non_null = r.i64()?;
+            }
+            Self::Avg { sum, non_null } => {
+                *sum = r.f64()?;
+                *non_null = r.i64()?;
+            }
+            Self::Values { values, .. } => {
+                for _ in 0..r.i64()? {
+                    let key = r.bytes()?.to_vec();
+                    let count = r.i64()?;
+                    values.insert(key, (count, r.bytes()?.to_vec()));
+                }
+            }
+            Self::Bool { trues, falses, .. } => {
+                *trues = r.i64()?;
+                *falses = r.i64()?;
+            }
+        }
+        Ok(acc)
+    }
+}
+
+fn integer(value: &ScalarValue) -> Result<i64> {
+    Ok(match value {
+        ScalarValue::Int8(Some(v)) => *v as i64,
+        ScalarValue::Int16(Some(v)) => *v as i64,
+        ScalarValue::Int32(Some(v)) => *v as i64,
+        ScalarValue::Int64(Some(v)) => *v,
+        ScalarValue::UInt8(Some(v)) => *v as i64,
+        ScalarValue::UInt16(Some(v)) => *v as i64,
+        ScalarValue::UInt32(Some(v)) => *v as i64,
+        other => return Err(Error::invalid_input(format!("SUM of a non-number {other}"))),
+    })
+}
+
+fn float(value: &ScalarValue) -> Result<f64> {
+    Ok(match value {
+        ScalarValue::Float32(Some(v)) => *v as f64,
+        ScalarValue::Float64(Some(v)) => *v,
+        other => integer(other)? as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_and_max_survive_retraction_in_any_order() {
+        let mut min = Accumulator::new(AggregateFunction::Min, false);
+        let mut max = Accumulator::new(AggregateFunction::Max, false);
+        for v in [5, 3, 9, 3] {
+            min.apply(&[ScalarValue::Int64(Some(v))], 1).unwrap();
+            max.apply(&[ScalarValue::Int64(Some(v))], 1).unwrap();
+        }
+        for v in [3, 9] {
+            min.apply(&[ScalarValue::Int64(Some(v))], -1).unwrap();
+            max.apply(&[ScalarValue::Int64(Some(v))], -1).unwrap();
+        }
+        assert_eq!(min.value(&DataType::Int64).unwrap(), ScalarValue::Int64(Some(3)), "one 3 is left");
+        assert_eq!(max.value(&DataType::Int64).unwrap(), ScalarValue::Int64(Some(5)));
+        min.apply(&[ScalarValue::Int64(Some(3))], -1).unwrap();
+        assert_eq!(min.value(&DataType::Int64).unwrap(), ScalarValue::Int64(Some(5)));
+    }
+
+    #[test]
+    fn sums_counts_and_bools_retract_and_round_trip() {
+        let cases = [
+            (AggregateFunction::Sum, false),
+            (AggregateFunction::Count, true),
+            (AggregateFunction::Avg, false),
+            (AggregateFunction::BoolOr, false),
+        ];
+        for (f, distinct) in cases {
+            let mut acc = Accumulator::new(f, distinct);
+            let value = |i: i64| {
+                if f == AggregateFunction::BoolOr {
+                    ScalarValue::Boolean(Some(i % 2 == 0))
+                } else {
+                    ScalarValue::Int64(Some(i % 3))
+                }
+            };
+            for i in 0..10 {
+                acc.apply(&[value(i)], 1).unwrap();
+            }
+            acc.apply(&[ScalarValue::Int64(None)], 1).unwrap();
+            let mut w = ByteWriter::default();
+            acc.encode(&mut w);
+            let decoded = Accumulator::decode(f, distinct, &mut ByteReader::new(&w.0)).unwrap();
+            assert_eq!(decoded, acc);
+            for i in 0..10 {
+                acc.apply(&[value(i)], -1).unwrap();
+            }
+            assert_eq!(acc, Accumulator::new(f, distinct), "{f:?} back to empty");
+        }
+    }
+}

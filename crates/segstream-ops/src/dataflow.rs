@@ -1,0 +1,186 @@
+//! One segment's running operators, built from its incremental plan, and the step that
+//! pushes deltas through them in topological order (inputs have smaller node ids).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use segstream_sql::plan::{IncrementalPlan, Operator};
+use segstream_types::{DeltaBatch, Error, Result};
+
+use crate::aggregate::Aggregate;
+use crate::context::StepContext;
+use crate::expr::RowExpr;
+use crate::filter::{key_not_null, Filter};
+use crate::membership::{MemberChange, MembershipSink};
+use crate::project::Project;
+use crate::temporal_filter::{DueTimer, TemporalFilter};
+
+enum Node {
+    Source { relation: String, columns: Vec<usize> },
+    Constant(DeltaBatch),
+    Filter(Filter),
+    Project(Project),
+    Temporal(TemporalFilter),
+    Aggregate(Aggregate),
+    Union,
+    KeyNotNull,
+    Membership(MembershipSink),
+}
+
+/// What arrives in one step.
+#[derive(Default)]
+pub struct StepInput<'a> {
+    /// Deltas by relation name: stream inserts, table upserts, parent segments' changes.
+    pub relations: HashMap<String, DeltaBatch>,
+    /// Fired timers of this segment, by node.
+    pub fired: HashMap<u32, Vec<&'a DueTimer>>,
+    /// The segment's first step (backfill): constant rows are emitted.
+    pub initial: bool,
+}
+
+pub struct SegmentDataflow {
+    pub name: String,
+    /// The definition's id: operator state and timers are kept under it.
+    pub segment_id: u64,
+    /// The id the segment's members and change log are kept under; it survives
+    /// CREATE OR REPLACE.
+    pub log_id: u64,
+    pub output: SchemaRef,
+    nodes: Vec<(Node, Vec<usize>, SchemaRef)>,
+    reads: Vec<String>,
+}
+
+impl SegmentDataflow {
+    /// `None` when the plan has an operator the engine does not maintain yet (joins).
+    /// `relation_schema` gives each source's full schema.
+    pub fn new(
+        name: &str,
+        segment_id: u64,
+        log_id: u64,
+        plan: &IncrementalPlan,
+        relation_schema: &dyn Fn(&str) -> Option<SchemaRef>,
+    ) -> Result<Option<Self>> {
+        let mut nodes = Vec::with_capacity(plan.nodes.len());
+        let mut reads = Vec::new();
+        for (id, node) in plan.nodes.iter().enumerate() {
+            let schema: SchemaRef = Arc::new(node.schema.as_arrow().clone());
+            let input_schema = |i: usize| -> &DFSchema { plan.nodes[node.inputs[i]].schema.as_ref() };
+            let prefix = || {
+                let mut p = segment_id.to_be_bytes().to_vec();
+                p.extend_from_slice(&(id as u32).to_be_bytes());
+                p
+            };
+            let runtime = match &node.operator {
+                Operator::Source { relation, columns, .. } => {
+                    let full = relation_schema(relation)
+                        .ok_or_else(|| Error::internal(format!("segment {name} reads unknown {relation}")))?;
+                    let columns = columns
+                        .iter()
+                        .map(|c| full.index_of(c).map_err(|e| Error::internal(e.to_string())))
+                        .collect::<Result<_>>()?;
+                    reads.push(relation.clone());
+                    Node::Source { relation: relation.clone(), columns }
+                }
+                Operator::Constant { rows } => {
+                    let empty = DFSchema::empty();
+                    let one_row = RecordBatch::try_new_with_options(
+                        Arc::new(Schema::empty()),
+                        vec![],
+                        &RecordBatchOptions::new().with_row_count(Some(1)),
+                    )
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                    let mut parts = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let columns = row
+                            .iter()
+                            .map(|e| RowExpr::new(e, &empty)?.evaluate(&one_row))
+                            .collect::<Result<Vec<_>>>()?;
+                        let batch = RecordBatch::try_new_with_options(
+                            Arc::clone(&schema),
+                            columns,
+                            &RecordBatchOptions::new().with_row_count(Some(1)),
+                        )
+                        .map_err(|e| Error::internal(e.to_string()))?;
+                        parts.push(DeltaBatch::inserts(batch));
+                    }
+                    Node::Constant(DeltaBatch::concat(&schema, &parts)?)
+                }
+                Operator::Filter { predicate } => Node::Filter(Filter::new(predicate, input_schema(0))?),
+                Operator::Project { exprs } => {
+                    Node::Project(Project::new(exprs, input_schema(0), Arc::clone(&schema))?)
+                }
+                Operator::TemporalFilter { bounds } => {
+                    Node::Temporal(TemporalFilter::new(bounds, input_schema(0), segment_id, id as u32)?)
+                }
+                Operator::Aggregate { group_by, aggregates } => Node::Aggregate(Aggregate::new(
+                    group_by,
+                    aggregates,
+                    input_schema(0),
+                    Arc::clone(&schema),
+                    prefix(),
+                )?),
+                Operator::UnionAll => Node::Union,
+                Operator::KeyNotNull { .. } => Node::KeyNotNull,
+                Operator::Membership { .. } => {
+                    Node::Membership(MembershipSink::new(Arc::clone(&schema), log_id))
+                }
+                Operator::Join { .. } => return Ok(None),
+            };
+            nodes.push((runtime, node.inputs.clone(), schema));
+        }
+        let output = Arc::new(plan.nodes[plan.root].schema.as_arrow().clone());
+        reads.sort();
+        reads.dedup();
+        Ok(Some(Self { name: name.to_string(), segment_id, log_id, output, nodes, reads }))
+    }
+
+    /// The relations this segment's sources read.
+    pub fn reads(&self) -> &[String] {
+        &self.reads
+    }
+
+    /// Pushes one step's deltas through the operators; returns the membership changes.
+    pub fn step(&self, input: &StepInput, cx: &mut StepContext) -> Result<Vec<MemberChange>> {
+        let mut outputs: Vec<Option<DeltaBatch>> = (0..self.nodes.len()).map(|_| None).collect();
+        for (id, (node, inputs, schema)) in self.nodes.iter().enumerate() {
+            let mut take = |i: usize| -> Result<DeltaBatch> {
+                outputs[inputs[i]].take().ok_or_else(|| Error::internal("a node's input was used twice"))
+            };
+            let output = match node {
+                Node::Source { relation, columns } => match input.relations.get(relation) {
+                    Some(delta) => {
+                        let rows = delta.rows.project(columns).map_err(|e| Error::internal(e.to_string()))?;
+                        DeltaBatch::new(rows, delta.weights.clone())?.with_schema(Arc::clone(schema))?
+                    }
+                    None => DeltaBatch::empty(Arc::clone(schema)),
+                },
+                Node::Constant(rows) if input.initial => rows.clone(),
+                Node::Constant(_) => DeltaBatch::empty(Arc::clone(schema)),
+                Node::Filter(f) => f.step(take(0)?)?.with_schema(Arc::clone(schema))?,
+                Node::Project(p) => p.step(take(0)?)?,
+                Node::Temporal(t) => {
+                    let passed = t.step(take(0)?, cx)?.with_schema(Arc::clone(schema))?;
+                    match input.fired.get(&(id as u32)) {
+                        Some(timers) => {
+                            let fired = t.fired(timers)?.with_schema(Arc::clone(schema))?;
+                            DeltaBatch::concat(schema, &[passed, fired])?
+                        }
+                        None => passed,
+                    }
+                }
+                Node::Aggregate(a) => a.step(take(0)?, cx)?,
+                Node::Union => {
+                    let parts = (0..inputs.len()).map(&mut take).collect::<Result<Vec<_>>>()?;
+                    DeltaBatch::concat(schema, &parts)?
+                }
+                Node::KeyNotNull => key_not_null(take(0)?)?.with_schema(Arc::clone(schema))?,
+                Node::Membership(sink) => return sink.step(take(0)?.consolidate()?, cx),
+            };
+            outputs[id] = Some(output);
+        }
+        Err(Error::internal(format!("segment {} has no membership sink", self.name)))
+    }
+}

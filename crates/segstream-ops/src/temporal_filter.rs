@@ -1,0 +1,177 @@
+//! Temporal filter: rows valid only during a window of clock time.
+//!
+//! Each row gets a validity interval `[from, until)` from the comparisons with `NOW()`
+//! (see `segstream_sql::temporal`). For a row of weight `w` at step instant `now`:
+//!
+//! ```text
+//!   from <= now < until  ->  emit w now;            timer at until: -w
+//!   now < from < until   ->  timer at from: +w;     timer at until: -w
+//!   until <= now         ->  nothing (the row's window is over)
+//! ```
+//!
+//! A retraction goes through the same rule with `-w`, so it cancels pending timers by
+//! adding the opposite weight instead of searching for them. Timers are durable, keyed
+//! `instant | segment | node | row`, so one range scan finds every due one in time order.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, TimestampNanosecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::common::{DFSchema, ScalarValue};
+use segstream_sql::temporal::{TimeBound, TimeBoundKind};
+use segstream_state::codec::{decode_row, encode_instant, encode_row, rows_to_batch, ByteReader, ByteWriter};
+use segstream_state::CF_TIMERS;
+use segstream_types::{DeltaBatch, Error, Result};
+
+use crate::context::StepContext;
+use crate::expr::RowExpr;
+
+pub struct TemporalFilter {
+    bounds: Vec<(TimeBoundKind, RowExpr, i64)>,
+    schema: SchemaRef,
+    /// `segment id | node id`: the part of a timer key after its instant.
+    owner: Vec<u8>,
+}
+
+/// A due timer, as found by [`due_timers`].
+pub struct DueTimer {
+    pub key: Vec<u8>,
+    pub segment: u64,
+    pub node: u32,
+    pub row: Vec<u8>,
+    pub weight: i64,
+}
+
+impl TemporalFilter {
+    pub fn new(bounds: &[TimeBound], input: &DFSchema, segment: u64, node: u32) -> Result<Self> {
+        let bounds = bounds
+            .iter()
+            .map(|b| Ok((b.kind, RowExpr::new(&b.row_expr, input)?, b.shift_nanos)))
+            .collect::<Result<_>>()?;
+        let mut owner = segment.to_be_bytes().to_vec();
+        owner.extend_from_slice(&node.to_be_bytes());
+        Ok(Self { bounds, schema: Arc::new(input.as_arrow().clone()), owner })
+    }
+
+    pub fn step(&self, input: DeltaBatch, cx: &mut StepContext) -> Result<DeltaBatch> {
+        if input.is_empty() {
+            return Ok(input);
+        }
+        let n = input.len();
+        let mut from = vec![Some(i64::MIN); n];
+        let mut until = vec![Some(i64::MAX); n];
+        for (kind, expr, shift) in &self.bounds {
+            let values = expr.evaluate(&input.rows)?;
+            let values = cast(&values, &DataType::Timestamp(TimeUnit::Nanosecond, None)).map_err(|e| {
+                Error::invalid_input(format!("a time condition's value is not a timestamp: {e}"))
+            })?;
+            let values = values
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .ok_or_else(|| Error::internal("timestamp cast gave another type"))?;
+            for i in 0..n {
+                // NULL compared with NOW() is never true: the row is never visible.
+                let instant = if values.is_valid(i) { values.value(i).checked_add(*shift) } else { None };
+                let slot = match kind {
+                    TimeBoundKind::From => &mut from[i],
+                    TimeBoundKind::Until => &mut until[i],
+                };
+                *slot = match (instant, *slot) {
+                    (None, _) | (_, None) => None,
+                    (Some(x), Some(s)) if *kind == TimeBoundKind::From => Some(s.max(x)),
+                    (Some(x), Some(s)) => Some(s.min(x)),
+                };
+            }
+        }
+        let now = cx.now.nanos();
+        let mut keep = Vec::with_capacity(n);
+        for i in 0..n {
+            let w = input.weights[i];
+            let (Some(from), Some(until)) = (from[i], until[i]) else {
+                keep.push(false);
+                continue;
+            };
+            if from >= until || until <= now {
+                keep.push(false);
+                continue;
+            }
+            if from <= now {
+                keep.push(true);
+            } else {
+                keep.push(false);
+                self.add_timer(from, &input, i, w, cx)?;
+            }
+            if until != i64::MAX {
+                self.add_timer(until, &input, i, -w, cx)?;
+            }
+        }
+        input.filter(&keep.into())
+    }
+
+    fn add_timer(
+        &self,
+        instant: i64,
+        input: &DeltaBatch,
+        row: usize,
+        weight: i64,
+        cx: &mut StepContext,
+    ) -> Result<()> {
+        let values = input
+            .rows
+            .columns()
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, row))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let mut key = encode_instant(instant).to_vec();
+        key.extend_from_slice(&self.owner);
+        key.extend_from_slice(&encode_row(&values)?);
+        let current = match cx.get(CF_TIMERS, &key)? {
+            Some(v) => ByteReader::new(&v).i64()?,
+            None => 0,
+        };
+        let total = current + weight;
+        if total == 0 {
+            cx.delete(CF_TIMERS, key);
+        } else {
+            let mut value = ByteWriter::default();
+            value.i64(total);
+            cx.put(CF_TIMERS, key, value.0);
+        }
+        Ok(())
+    }
+
+    /// The rows of fired timers as a delta of this operator's output.
+    pub fn fired(&self, timers: &[&DueTimer]) -> Result<DeltaBatch> {
+        let rows = timers.iter().map(|t| decode_row(&self.schema, &t.row)).collect::<Result<Vec<_>>>()?;
+        let batch = rows_to_batch(&self.schema, &rows)?;
+        DeltaBatch::new(batch, timers.iter().map(|t| t.weight).collect())
+    }
+}
+
+/// The earliest instant any timer is set for.
+pub fn next_timer_instant(cx: &StepContext) -> Result<Option<i64>> {
+    match cx.store().first_from(CF_TIMERS, &[])? {
+        Some((key, _)) => Ok(Some(segstream_state::codec::decode_instant(&key)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every timer set for exactly `instant`.
+pub fn due_timers(cx: &StepContext, instant: i64) -> Result<Vec<DueTimer>> {
+    let prefix = encode_instant(instant);
+    cx.scan_prefix(CF_TIMERS, &prefix)?
+        .into_iter()
+        .map(|(key, value)| {
+            let corrupt = || Error::storage("a timer key is damaged");
+            let segment =
+                u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+            let node =
+                u32::from_be_bytes(key.get(16..20).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+            let row = key[20..].to_vec();
+            let weight = ByteReader::new(&value).i64()?;
+            Ok(DueTimer { key, segment, node, row, weight })
+        })
+        .collect()
+}
