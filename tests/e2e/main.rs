@@ -4,6 +4,7 @@
 mod catalog_restart;
 mod cli;
 mod malformed;
+mod oracle;
 mod plan_files;
 mod support;
 mod workload;

@@ -17,3 +17,4 @@ pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
 pub use maintain::ChangeRecord;
 pub use output::Output;
+pub use segstream_ops::ChangeKind;

@@ -284,8 +284,8 @@ impl Engine {
         Ok(())
     }
 
-    /// The change log of every segment: (segment, seq, key, kind, at, attributes, reason).
-    pub(crate) fn change_records(&self) -> Result<Vec<ChangeRecord>> {
+    /// The change log of every segment, in segment and sequence order.
+    pub fn change_records(&self) -> Result<Vec<ChangeRecord>> {
         let names: BTreeMap<u64, String> = self
             .catalog
             .list(ObjectKind::Segment)
