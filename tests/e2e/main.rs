@@ -6,5 +6,6 @@ mod cli;
 mod malformed;
 mod oracle;
 mod plan_files;
+mod restart;
 mod support;
 mod workload;
