@@ -3,6 +3,7 @@
 
 mod catalog_restart;
 mod cli;
+mod ingest;
 mod malformed;
 mod oracle;
 mod plan_files;

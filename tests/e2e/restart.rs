@@ -38,11 +38,14 @@ fn script() -> Vec<String> {
 
 async fn probe(engine: &Engine) -> String {
     let mut out = format!("{:?}\n", engine.change_records().expect("log"));
-    for name in engine.catalog().list(segstream_sql::ObjectKind::Segment).map(|r| r.name.clone()).collect::<Vec<_>>()
+    for name in
+        engine.catalog().list(segstream_sql::ObjectKind::Segment).map(|r| r.name.clone()).collect::<Vec<_>>()
     {
         let members = engine.members(&name).await.expect("members");
-        out.push_str(&format!("{name}: {:?}\n", datafusion::arrow::util::pretty::pretty_format_batches(&[members])
-            .map(|t| t.to_string())));
+        out.push_str(&format!(
+            "{name}: {:?}\n",
+            datafusion::arrow::util::pretty::pretty_format_batches(&[members]).map(|t| t.to_string())
+        ));
     }
     out
 }
@@ -73,5 +76,7 @@ async fn reopening_after_every_statement_changes_nothing() {
     assert_eq!(expected, probe(&restarted).await);
     let log = straight.change_records().expect("log");
     assert!(log.len() > 20, "the script exercises the log: {log:?}");
-    assert!(log.iter().any(|r| r.segment == "recent_buyers" && r.kind == segstream_engine::ChangeKind::Exited));
+    assert!(log
+        .iter()
+        .any(|r| r.segment == "recent_buyers" && r.kind == segstream_engine::ChangeKind::Exited));
 }

@@ -8,6 +8,7 @@
 
 mod clock;
 mod engine;
+mod ingest;
 mod maintain;
 mod output;
 mod query;
@@ -15,6 +16,7 @@ mod rows;
 
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
+pub use ingest::{IngestReport, IngestRows, RejectedRow};
 pub use maintain::ChangeRecord;
 pub use output::Output;
 pub use segstream_ops::ChangeKind;

@@ -151,6 +151,19 @@ impl Engine {
             }
         }
 
+        let written = self.write_rows(&relation, rows, keep_existing)?;
+        Ok(Output::Done(format!("INSERT {written}")))
+    }
+
+    /// Stores validated rows of a stream or table and runs them through the segments
+    /// that read it, in one write batch; returns how many rows were written. Into a
+    /// table, a row whose key exists replaces it, or with `keep_existing` is skipped.
+    pub(crate) fn write_rows(
+        &self,
+        relation: &segstream_sql::Relation,
+        rows: Vec<Vec<ScalarValue>>,
+        keep_existing: bool,
+    ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
         let key_index =
             relation.schema.index_of(&relation.key).map_err(|e| Error::internal(e.to_string()))?;
@@ -191,7 +204,7 @@ impl Engine {
         }
         let written = weights.iter().filter(|w| **w > 0).count();
         self.apply_relation_delta(&relation.name, &relation.schema, delta_rows, weights, cx)?;
-        Ok(Output::Done(format!("INSERT {written}")))
+        Ok(written)
     }
 
     /// Runs a stream's or table's changes through the segments that read it and commits

@@ -1,0 +1,227 @@
+//! Ingest in process: batches of rows for a stream or table, as an Arrow RecordBatch
+//! or JSON objects. Each row is checked against the declared schema; a bad row is
+//! reported with its index and the reason and the others are applied. The call returns
+//! once the accepted rows and everything they change are durable.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+use segstream_sql::ast::{Name, ObjectKind};
+use segstream_sql::schema::sql_type_name;
+use segstream_types::{Error, Result};
+
+use crate::engine::Engine;
+
+/// Rows to ingest.
+#[derive(Debug, Clone)]
+pub enum IngestRows {
+    /// Columns matched by name; missing nullable columns are NULL.
+    Arrow(RecordBatch),
+    /// One JSON object per row: `{"user_id": "u1", "ts": "2026-01-01 10:00:00", ...}`.
+    Json(Vec<serde_json::Value>),
+}
+
+/// What an ingest call did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IngestReport {
+    /// Rows written (for a table with `keep_existing`, rows whose key was new).
+    pub accepted: usize,
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// A row that was not ingested, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedRow {
+    /// The row's position in the call, from 0.
+    pub index: usize,
+    pub reason: String,
+}
+
+impl Engine {
+    /// Validates and applies rows for a stream or table. Errors that concern the whole
+    /// call (unknown relation, a segment, a column of the wrong type in an Arrow batch)
+    /// are returned as `Err`; a bad row only rejects that row.
+    pub fn ingest(&mut self, relation: &str, rows: IngestRows) -> Result<IngestReport> {
+        if self.clock.mode == crate::ClockMode::Wall {
+            let now = self.clock.now();
+            self.advance_clock_to(now)?;
+        }
+        let name = Name { value: relation.to_string(), position: None };
+        let relation = self.relation(&name)?.clone();
+        if relation.kind == ObjectKind::Segment {
+            return Err(Error::invalid_input(format!(
+                "segment `{}` is computed from its query; ingest into the streams and tables it reads",
+                relation.name
+            )));
+        }
+        let (values, rejected) = match rows {
+            IngestRows::Arrow(batch) => rows_from_arrow(&relation, &batch)?,
+            IngestRows::Json(objects) => rows_from_json(&relation, &objects),
+        };
+        let accepted = self.write_rows(&relation, values, false)?;
+        Ok(IngestReport { accepted, rejected })
+    }
+}
+
+type Checked = (Vec<Vec<ScalarValue>>, Vec<RejectedRow>);
+
+fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> Result<Checked> {
+    let n = batch.num_rows();
+    let mut columns: Vec<Option<Arc<dyn Array>>> = Vec::with_capacity(relation.schema.fields().len());
+    for field in relation.schema.fields() {
+        let Ok(index) = batch.schema().index_of(field.name()) else {
+            columns.push(None);
+            continue;
+        };
+        // The "safe" cast: a value that does not convert becomes NULL, and is then
+        // found below as a NULL that was not NULL in the input.
+        let cast = cast_with_options(batch.column(index), field.data_type(), &CastOptions::default())
+            .map_err(|e| {
+                Error::invalid_input(format!(
+                    "column `{}` cannot be read as {}: {e}",
+                    field.name(),
+                    sql_type_name(field.data_type())
+                ))
+            })?;
+        columns.push(Some(cast));
+    }
+    for given in batch.schema().fields() {
+        if relation.schema.index_of(given.name()).is_err() {
+            return Err(Error::invalid_input(format!(
+                "`{}` has no column `{}`",
+                relation.name,
+                given.name()
+            )));
+        }
+    }
+    let mut rows = Vec::with_capacity(n);
+    let mut rejected = Vec::new();
+    'rows: for i in 0..n {
+        let mut row = Vec::with_capacity(columns.len());
+        for (field, column) in relation.schema.fields().iter().zip(&columns) {
+            let value = match column {
+                Some(c) => ScalarValue::try_from_array(c, i).map_err(|e| Error::internal(e.to_string()))?,
+                None => {
+                    ScalarValue::try_from(field.data_type()).map_err(|e| Error::internal(e.to_string()))?
+                }
+            };
+            if value.is_null() {
+                let given = batch.schema().index_of(field.name()).ok().map(|j| batch.column(j).is_valid(i));
+                let reason = if given == Some(true) {
+                    format!(
+                        "column `{}`: the value does not convert to {}",
+                        field.name(),
+                        sql_type_name(field.data_type())
+                    )
+                } else if !field.is_nullable() {
+                    format!("column `{}` is NOT NULL but got no value", field.name())
+                } else {
+                    String::new()
+                };
+                if !reason.is_empty() {
+                    rejected.push(RejectedRow { index: i, reason });
+                    continue 'rows;
+                }
+            }
+            row.push(value);
+        }
+        rows.push(row);
+    }
+    Ok((rows, rejected))
+}
+
+fn rows_from_json(relation: &segstream_sql::Relation, objects: &[serde_json::Value]) -> Checked {
+    let mut rows = Vec::with_capacity(objects.len());
+    let mut rejected = Vec::new();
+    for (index, object) in objects.iter().enumerate() {
+        match row_from_json(relation, object) {
+            Ok(row) => rows.push(row),
+            Err(reason) => rejected.push(RejectedRow { index, reason }),
+        }
+    }
+    (rows, rejected)
+}
+
+fn row_from_json(
+    relation: &segstream_sql::Relation,
+    object: &serde_json::Value,
+) -> std::result::Result<Vec<ScalarValue>, String> {
+    let serde_json::Value::Object(map) = object else {
+        return Err(format!("a row must be a JSON object, found {}", kind_of(object)));
+    };
+    if let Some(unknown) = map.keys().find(|k| relation.schema.index_of(k).is_err()) {
+        return Err(format!("`{}` has no column `{unknown}`", relation.name));
+    }
+    relation
+        .schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let value = map.get(field.name()).unwrap_or(&serde_json::Value::Null);
+            let scalar = json_to_scalar(value, field.data_type())
+                .map_err(|reason| format!("column `{}`: {reason}", field.name()))?;
+            if scalar.is_null() && !field.is_nullable() {
+                return Err(format!("column `{}` is NOT NULL but got no value", field.name()));
+            }
+            Ok(scalar)
+        })
+        .collect()
+}
+
+fn json_to_scalar(
+    value: &serde_json::Value,
+    data_type: &DataType,
+) -> std::result::Result<ScalarValue, String> {
+    use serde_json::Value as J;
+    let wrong = || format!("expected {}, found {}", sql_type_name(data_type), kind_of(value));
+    if value.is_null() {
+        return ScalarValue::try_from(data_type).map_err(|e| e.to_string());
+    }
+    Ok(match (data_type, value) {
+        (DataType::Utf8, J::String(s)) => ScalarValue::Utf8(Some(s.clone())),
+        (DataType::Boolean, J::Bool(b)) => ScalarValue::Boolean(Some(*b)),
+        (DataType::Int16 | DataType::Int32 | DataType::Int64, J::Number(n)) => {
+            let v = n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?;
+            let out_of_range = || format!("{v} is out of range for {}", sql_type_name(data_type));
+            match data_type {
+                DataType::Int16 => ScalarValue::Int16(Some(i16::try_from(v).map_err(|_| out_of_range())?)),
+                DataType::Int32 => ScalarValue::Int32(Some(i32::try_from(v).map_err(|_| out_of_range())?)),
+                _ => ScalarValue::Int64(Some(v)),
+            }
+        }
+        (DataType::Float32, J::Number(n)) => ScalarValue::Float32(n.as_f64().map(|f| f as f32)),
+        (DataType::Float64, J::Number(n)) => ScalarValue::Float64(n.as_f64()),
+        (DataType::Timestamp(TimeUnit::Nanosecond, tz), J::String(s)) => ScalarValue::TimestampNanosecond(
+            Some(
+                string_to_timestamp_nanos(s)
+                    .map_err(|_| format!("`{s}` is not a timestamp (write e.g. 2026-01-01 10:00:00)"))?,
+            ),
+            tz.clone(),
+        ),
+        (DataType::Date32, J::String(s)) => {
+            let cast = ScalarValue::Utf8(Some(s.clone()))
+                .cast_to(&DataType::Date32)
+                .map_err(|_| format!("`{s}` is not a date (write e.g. 2026-01-01)"))?;
+            if cast.is_null() {
+                return Err(format!("`{s}` is not a date (write e.g. 2026-01-01)"));
+            }
+            cast
+        }
+        _ => return Err(wrong()),
+    })
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,91 @@
+//! Ingest in process: JSON rows and Arrow batches, validated row by row; bad rows are
+//! reported with their index and reason, good ones reach the segments durably.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use segstream_engine::{ClockMode, Engine, EngineOptions, IngestRows, RejectedRow};
+use serde_json::json;
+
+use crate::support::{workload_schema, workload_segments};
+
+#[tokio::test]
+async fn json_and_arrow_rows_are_checked_row_by_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual);
+    let mut engine = Engine::open(options.clone()).expect("open");
+    engine.execute(&workload_schema()).await.expect("schema");
+    engine.execute(&workload_segments()).await.expect("segments");
+    engine.execute("ADVANCE TIME TO TIMESTAMP '2026-02-01 10:00:00'").await.expect("clock");
+
+    let report = engine
+        .ingest(
+            "events",
+            IngestRows::Json(vec![
+                json!({"event_id": "e1", "user_id": "u1", "event_type": "purchase", "amount": 42.5, "ts": "2026-02-01 09:30:00"}),
+                json!({"event_id": "e2", "event_type": "purchase", "ts": "2026-02-01 09:30:00"}),
+                json!({"event_id": "e3", "user_id": "u2", "event_type": "login", "ts": "yesterday"}),
+                json!({"event_id": "e4", "user_id": "u2", "event_type": "login", "ts": "2026-02-01 09:00:00", "colour": "red"}),
+                json!({"event_id": "e5", "user_id": 7, "event_type": "login", "ts": "2026-02-01 09:00:00"}),
+                json!(["not", "an", "object"]),
+                json!({"event_id": "e6", "user_id": "u3", "event_type": "purchase", "amount": 10, "ts": "2026-02-01T09:59:00Z"}),
+            ]),
+        )
+        .expect("ingest");
+    assert_eq!(report.accepted, 2);
+    let reasons: Vec<(usize, &str)> = report.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (1, "column `user_id` is NOT NULL but got no value"),
+            (2, "column `ts`: `yesterday` is not a timestamp (write e.g. 2026-01-01 10:00:00)"),
+            (3, "`events` has no column `colour`"),
+            (4, "column `user_id`: expected TEXT, found a number"),
+            (5, "a row must be a JSON object, found an array"),
+        ]
+    );
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("amount", DataType::Utf8, true),
+        Field::new("ts", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a1", "a2"])),
+            Arc::new(StringArray::from(vec!["u4", "u5"])),
+            Arc::new(StringArray::from(vec!["purchase", "purchase"])),
+            Arc::new(StringArray::from(vec![Some("12.5"), Some("lots")])),
+            Arc::new(StringArray::from(vec!["2026-02-01 09:45:00", "2026-02-01 09:45:00"])),
+        ],
+    )
+    .expect("batch");
+    let report = engine.ingest("events", IngestRows::Arrow(batch)).expect("ingest");
+    assert_eq!(report.accepted, 1);
+    assert_eq!(
+        report.rejected,
+        vec![RejectedRow {
+            index: 1,
+            reason: "column `amount`: the value does not convert to DOUBLE".into()
+        }]
+    );
+
+    let e = engine.ingest("recent_buyers", IngestRows::Json(vec![])).expect_err("a segment");
+    assert!(e.to_string().contains("computed from its query"), "{e}");
+    let e = engine.ingest("nowhere", IngestRows::Json(vec![])).expect_err("unknown");
+    assert!(e.to_string().contains("no stream, table or segment is named `nowhere`"), "{e}");
+
+    // Accepted rows reached the segments, durably: u1, u3 and u4 bought.
+    drop(engine);
+    let engine = Engine::open(options).expect("reopen");
+    let members = engine.members("recent_buyers").await.expect("members");
+    let keys = datafusion::arrow::util::pretty::pretty_format_batches(&[members]).expect("table").to_string();
+    for user in ["u1", "u3", "u4"] {
+        assert!(keys.contains(user), "{user} missing from\n{keys}");
+    }
+    assert!(!keys.contains("u5") && !keys.contains("u2"), "{keys}");
+}
