@@ -67,6 +67,31 @@ impl<'s> StepContext<'s> {
         Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
     }
 
+    /// The first key at or after `from` and its value, this step's writes included
+    /// (and its deletions skipped).
+    pub fn first_from(&self, family: &'static str, from: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut stored = self.store.first_from(family, from)?;
+        while let Some((key, _)) = &stored {
+            match self.writes.get(&(family, key.clone())) {
+                Some(None) => {
+                    let mut next = key.clone();
+                    next.push(0);
+                    stored = self.store.first_from(family, &next)?;
+                }
+                _ => break,
+            }
+        }
+        let written = self
+            .writes
+            .range((family, from.to_vec())..)
+            .take_while(|((f, _), _)| *f == family)
+            .find_map(|((_, k), v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        Ok(match (stored, written) {
+            (Some(s), Some(w)) => Some(if w.0 <= s.0 { w } else { s }),
+            (s, w) => s.or(w),
+        })
+    }
+
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty()
     }

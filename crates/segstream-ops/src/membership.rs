@@ -70,6 +70,9 @@ pub struct MembershipSink {
     prefix: Vec<u8>,
 }
 
+/// Distinct rows with their summed weights.
+type WeightedRows = Vec<(Vec<ScalarValue>, i64)>;
+
 /// A member as stored: its total weight and its row.
 struct Member {
     weight: i64,
@@ -86,7 +89,7 @@ impl MembershipSink {
             return Ok(Vec::new());
         }
         // Per key: the distinct rows and their summed weights, keys in first-seen order.
-        let mut keys: Vec<(Vec<u8>, Vec<(Vec<ScalarValue>, i64)>)> = Vec::new();
+        let mut keys: Vec<(Vec<u8>, WeightedRows)> = Vec::new();
         let mut slot: HashMap<Vec<u8>, usize> = HashMap::new();
         for i in 0..input.len() {
             let row = input

@@ -150,9 +150,9 @@ impl TemporalFilter {
     }
 }
 
-/// The earliest instant any timer is set for.
+/// The earliest instant any timer is set for, this step's writes included.
 pub fn next_timer_instant(cx: &StepContext) -> Result<Option<i64>> {
-    match cx.store().first_from(CF_TIMERS, &[])? {
+    match cx.first_from(CF_TIMERS, &[])? {
         Some((key, _)) => Ok(Some(segstream_state::codec::decode_instant(&key)?)),
         None => Ok(None),
     }

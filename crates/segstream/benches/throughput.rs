@@ -1,0 +1,94 @@
+//! End-to-end ingest throughput on the reference workload (shared/WORKLOAD.md), in
+//! process: events are generated, ingested in batches through `Engine::ingest`, every
+//! live segment is updated and every change is durable in the change log before the
+//! next batch. Reports events/s (and per core), peak RSS and state bytes per user.
+//!
+//! ```sh
+//! SEGSTREAM_BENCH_USERS=1000000 SEGSTREAM_BENCH_EVENTS=2000000 cargo bench -p segstream --bench throughput
+//! ```
+
+use std::time::Instant;
+
+use segstream_engine::{ClockMode, Engine, EngineOptions, IngestRows};
+use segstream_types::Timestamp;
+use segstream_workload::{EventGenerator, WorkloadConfig};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is read from the command line.
+    let users = env("SEGSTREAM_BENCH_USERS", 100_000) as usize;
+    let events = env("SEGSTREAM_BENCH_EVENTS", 200_000);
+    let batch = env("SEGSTREAM_BENCH_BATCH", 1000) as usize;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut engine =
+        Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("engine opens");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime
+        .block_on(engine.execute(include_str!("../../../sql-examples/workload/schema.sql")))
+        .expect("workload schema");
+    let segments = ["pricing_hot", "recent_buyers", "rfm_champions"];
+    let all = include_str!("../../../sql-examples/workload/segments.sql");
+    for statement in segstream_sql::parse_statements(all).expect("segments parse") {
+        if let segstream_sql::StatementKind::CreateSegment(c) = &statement.kind {
+            if segments.contains(&c.name.value.as_str()) {
+                runtime.block_on(engine.execute_statement(&statement)).expect("segment");
+            }
+        }
+    }
+    let config = WorkloadConfig::new(users, events, 30);
+    let mut generator = EventGenerator::new(config.clone());
+    engine.advance_clock(Timestamp(config.start)).expect("clock");
+
+    let started = Instant::now();
+    let mut rejected = 0;
+    while generator.generated() < events {
+        let n = batch.min((events - generator.generated()) as usize);
+        let rows = generator.next_batch(n);
+        engine.advance_clock(Timestamp(generator.clock())).expect("clock");
+        let report = engine.ingest("events", IngestRows::Arrow(rows)).expect("ingest");
+        rejected += report.rejected.len();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rate = events as f64 / elapsed;
+    let changes = engine.change_records().map(|r| r.len()).unwrap_or(0);
+    drop(engine);
+    let disk = dir_bytes(dir.path());
+    println!(
+        "segstream throughput: {users} users, {events} events in batches of {batch}, segments {segments:?}"
+    );
+    println!("| users | events | seconds | events/s | events/s per core ({cores} cores) | peak RSS MiB | state bytes/user | changes | rejected |");
+    println!(
+        "| {users} | {events} | {elapsed:.1} | {rate:.0} | {:.0} | {:.0} | {:.0} | {changes} | {rejected} |",
+        rate / cores as f64,
+        peak_rss_bytes() as f64 / (1024.0 * 1024.0),
+        disk as f64 / users as f64
+    );
+}
