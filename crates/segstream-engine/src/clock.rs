@@ -37,21 +37,23 @@ impl fmt::Display for ClockMode {
 
 pub(crate) struct Clock {
     pub(crate) mode: ClockMode,
-    /// The manual clock's instant (unused in wall mode).
+    /// The engine's instant: moved by ADVANCE TIME (manual), or to the wall clock at
+    /// the start of each statement (wall), so one statement sees one instant.
     pub(crate) manual: Timestamp,
 }
 
 impl Clock {
+    /// The instant of the current statement.
     pub(crate) fn now(&self) -> Timestamp {
-        match self.mode {
-            ClockMode::Manual => self.manual,
-            ClockMode::Wall => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-                    .unwrap_or(0);
-                Timestamp(nanos)
-            }
-        }
+        self.manual
+    }
+
+    /// UTC now, from the system clock.
+    pub(crate) fn wall() -> Timestamp {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Timestamp(nanos)
     }
 }

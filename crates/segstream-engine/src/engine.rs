@@ -10,6 +10,7 @@ use segstream_state::{Store, CF_CATALOG, CF_META, CF_ROWS};
 use segstream_types::{Error, Result, Timestamp};
 
 use crate::clock::{Clock, ClockMode};
+use crate::maintain::CatalogWrite;
 use crate::output::Output;
 
 /// Where the engine keeps its data and how its clock runs.
@@ -134,10 +135,15 @@ impl Engine {
     }
 
     async fn run_statement(&mut self, statement: &Statement) -> Result<Output> {
-        if self.clock.mode == ClockMode::Wall {
-            // Time-driven changes due by now are applied before the statement sees data.
-            let now = self.clock.now();
-            self.advance_clock_to(now)?;
+        let touches_data = matches!(
+            statement.kind,
+            StatementKind::CreateSegment(_)
+                | StatementKind::Insert(_)
+                | StatementKind::Delete(_)
+                | StatementKind::Query(_)
+        );
+        if touches_data {
+            self.catch_up_with_wall_clock()?;
         }
         match &statement.kind {
             StatementKind::CreateStream(c) => {
@@ -192,6 +198,16 @@ impl Engine {
         }
     }
 
+    /// With the wall clock, moves the engine's instant to now, applying the time-driven
+    /// changes due on the way, so the statement sees one instant and every change due
+    /// before it.
+    pub(crate) fn catch_up_with_wall_clock(&mut self) -> Result<()> {
+        if self.clock.mode == ClockMode::Wall {
+            self.advance_clock_to(Clock::wall())?;
+        }
+        Ok(())
+    }
+
     /// Whether a CREATE should be skipped (IF NOT EXISTS on an existing object of the same
     /// kind); an error if the name is taken otherwise.
     fn skip_existing(&self, name: &Name, kind: ObjectKind, if_not_exists: bool) -> Result<bool> {
@@ -220,35 +236,49 @@ impl Engine {
             None => false,
         };
         let relation = self.catalog.segment_from(c, &statement.text, statement.position)?;
+        let name = c.name.value.clone();
+        // The new catalog: this segment, and every segment that reads it (directly or
+        // through others) planned again against it, parents first.
+        let mut next = self.catalog.clone();
+        next.insert(relation);
+        let mut rebuilt = vec![name.clone()];
         if replacing {
-            // Every segment that reads this one must still plan against the new version.
-            let mut next = self.catalog.clone();
-            next.insert(relation.clone());
-            for dependant in self.catalog.dependants(&c.name.value) {
-                let Some(d) = self.catalog.get(dependant) else {
+            for segment in self.segment_order() {
+                let Some(d) = self.catalog.get(&segment) else { continue };
+                if segment == name || !d.reads.iter().any(|r| rebuilt.contains(r)) {
                     continue;
-                };
+                }
                 let text = d.definition.clone();
                 let replanned = parse_statement(&text).and_then(|s| match &s.kind {
                     StatementKind::CreateSegment(dc) => next.segment_from(dc, &text, s.position),
                     _ => Err(Error::internal("a dependant is not a segment")),
                 });
-                if let Err(e) = replanned {
-                    return Err(Error::catalog(format!(
-                        "cannot replace segment `{}`: segment `{dependant}` reads it and would no longer plan: {e}",
-                        c.name
-                    )));
+                match replanned {
+                    Ok(r) => {
+                        next.insert(r);
+                        rebuilt.push(segment);
+                    }
+                    Err(e) => {
+                        return Err(Error::catalog(format!(
+                            "cannot replace segment `{name}`: segment `{segment}` reads it and would no longer plan: {e}"
+                        )))
+                    }
                 }
             }
-            let old_id = self.ids.get(&c.name.value).copied();
-            self.add_relation(relation, old_id)?;
-            self.start_maintaining(&c.name.value, old_id)?;
-            Ok(Output::Done("CREATE OR REPLACE SEGMENT".into()))
-        } else {
-            self.add_relation(relation, None)?;
-            self.start_maintaining(&c.name.value, None)?;
-            Ok(Output::Done("CREATE SEGMENT".into()))
         }
+        let old_id = self.ids.get(&name).copied().filter(|_| replacing);
+        let id = self.next_id;
+        let saved = (std::mem::replace(&mut self.catalog, next), self.ids.clone(), self.next_id);
+        self.ids.insert(name.clone(), id);
+        self.next_id = id + 1;
+        let definition =
+            CatalogWrite { id, text: statement.text.clone(), replaces: old_id, next_id: self.next_id };
+        if let Err(e) = self.rebuild_segments(&rebuilt, Some(definition)) {
+            // Nothing was written: the catalog stays as it was.
+            (self.catalog, self.ids, self.next_id) = saved;
+            return Err(e);
+        }
+        Ok(Output::Done(if replacing { "CREATE OR REPLACE SEGMENT" } else { "CREATE SEGMENT" }.into()))
     }
 
     /// Persists a definition under a new id (dropping `replaces`) and adds it to the catalog.

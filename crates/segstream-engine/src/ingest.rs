@@ -46,10 +46,7 @@ impl Engine {
     /// call (unknown relation, a segment, a column of the wrong type in an Arrow batch)
     /// are returned as `Err`; a bad row only rejects that row.
     pub fn ingest(&mut self, relation: &str, rows: IngestRows) -> Result<IngestReport> {
-        if self.clock.mode == crate::ClockMode::Wall {
-            let now = self.clock.now();
-            self.advance_clock_to(now)?;
-        }
+        self.catch_up_with_wall_clock()?;
         let name = Name { value: relation.to_string(), position: None };
         let relation = self.relation(&name)?.clone();
         if relation.kind == ObjectKind::Segment {

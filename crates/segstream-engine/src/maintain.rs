@@ -12,7 +12,7 @@ use segstream_ops::temporal_filter::{due_timers, next_timer_instant, DueTimer};
 use segstream_ops::{ChangeKind, MemberChange, SegmentDataflow, StepContext, StepInput};
 use segstream_sql::ast::ObjectKind;
 use segstream_state::codec::{rows_to_batch, ByteWriter};
-use segstream_state::{CF_CHANGES, CF_MEMBERS, CF_META, CF_STATE, CF_TIMERS};
+use segstream_state::{CF_CATALOG, CF_CHANGES, CF_MEMBERS, CF_META, CF_STATE, CF_TIMERS};
 use segstream_types::{DeltaBatch, Error, Result, Timestamp};
 
 use crate::engine::Engine;
@@ -39,11 +39,11 @@ impl Engine {
         for name in self.segment_order() {
             match self.store.meta_u64(&log_key(&name))? {
                 Some(log_id) => {
-                    if let Some(df) = self.dataflow_for(&name, log_id)? {
+                    if let Some(df) = self.dataflow_for(&name, log_id, &BTreeMap::new())? {
                         self.dataflows.insert(name, df);
                     }
                 }
-                None => self.start_maintaining(&name, None)?,
+                None => self.rebuild_segments(std::slice::from_ref(&name), None)?,
             }
         }
         Ok(())
@@ -78,13 +78,20 @@ impl Engine {
         order
     }
 
-    /// The dataflow of a segment, if all it uses can be maintained.
-    fn dataflow_for(&self, name: &str, log_id: u64) -> Result<Option<SegmentDataflow>> {
+    /// The dataflow of a segment, if all it uses can be maintained (`rebuilt` holds
+    /// parents rebuilt in the same step).
+    fn dataflow_for(
+        &self,
+        name: &str,
+        log_id: u64,
+        rebuilt: &BTreeMap<String, SegmentDataflow>,
+    ) -> Result<Option<SegmentDataflow>> {
         let Some(relation) = self.catalog.get(name) else { return Ok(None) };
         let Some(plan) = &relation.plan else { return Ok(None) };
         let parents_maintained = relation.reads.iter().all(|r| {
             self.catalog.get(r).map(|p| p.kind != ObjectKind::Segment).unwrap_or(true)
                 || self.dataflows.contains_key(r)
+                || rebuilt.contains_key(r)
         });
         if !parents_maintained {
             return Ok(None);
@@ -164,70 +171,83 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates (or replaces) a segment's maintained state: runs everything it reads
-    /// through its operators at the current clock (the backfill), logs the difference
-    /// from the members it had (all `entered` for a new segment), and passes that
-    /// difference on to the segments that read it. One step, one write batch.
-    pub(crate) fn start_maintaining(&mut self, name: &str, replaced_segment_id: Option<u64>) -> Result<()> {
-        let store = &self.store;
-        let mut cx = StepContext::new(store, self.clock.now());
-        let log_id = match store.meta_u64(&log_key(name))? {
-            Some(id) => id,
-            None => {
-                let id = self.id_of(name)?;
-                cx.put(CF_META, log_key(name).into_bytes(), id.to_be_bytes().to_vec());
-                id
+    /// Starts (or restarts) maintaining segments, parents first: each one's operator
+    /// state and timers are cleared, everything it reads is run through its operators
+    /// at the current clock (the backfill, the same path as live data), and the
+    /// difference from the members it had is logged (all `entered` for a new segment).
+    /// The definition being created, if any, is written in the same batch, so a
+    /// segment is in the catalog only with its state: one step, one write batch.
+    pub(crate) fn rebuild_segments(
+        &mut self,
+        names: &[String],
+        definition: Option<CatalogWrite>,
+    ) -> Result<()> {
+        let mut cx = StepContext::new(&self.store, self.clock.now());
+        if let Some(d) = &definition {
+            if let Some(old) = d.replaces {
+                cx.delete(CF_CATALOG, old.to_be_bytes().to_vec());
             }
-        };
-        if let Some(old) = replaced_segment_id {
-            delete_operator_state(&mut cx, old)?;
+            cx.put(CF_CATALOG, d.id.to_be_bytes().to_vec(), d.text.as_bytes().to_vec());
+            cx.put(CF_META, b"next_id".to_vec(), d.next_id.to_be_bytes().to_vec());
         }
-        let previous: Vec<Vec<ScalarValue>> = match self.dataflows.get(name) {
-            Some(df) => members(&cx, &df.output, log_id)?,
-            None => Vec::new(),
-        };
-        for (key, _) in cx.scan_prefix(CF_MEMBERS, &log_id.to_be_bytes())? {
-            cx.delete(CF_MEMBERS, key);
-        }
-        self.dataflows.remove(name);
-        let Some(df) = self.dataflow_for(name, log_id)? else {
-            // Not maintained (yet): its members are computed in batch when queried.
-            let mut batch = store.batch();
-            cx.write_to(&mut batch)?;
-            return store.write(batch);
-        };
-        let mut relations = HashMap::new();
-        for read in df.reads() {
-            relations.insert(read.clone(), self.current_contents(read, &cx)?);
-        }
-        let changes = df.step(&StepInput { relations, fired: HashMap::new(), initial: true }, &mut cx)?;
-        let changes = diff_from_previous(previous, changes);
-        if !changes.is_empty() {
-            self.log_changes(log_id, &df.output, &changes, &mut cx)?;
-        }
-        let delta = changes_as_delta(&df.output, &changes)?;
-        self.dataflows.insert(name.to_string(), df);
-        if !changes.is_empty() {
+        let mut rebuilt: BTreeMap<String, SegmentDataflow> = BTreeMap::new();
+        for name in names {
+            let log_id = match cx.get(CF_META, log_key(name).as_bytes())? {
+                Some(v) => {
+                    u64::from_be_bytes(v.try_into().map_err(|_| Error::storage("damaged segment log id"))?)
+                }
+                None => {
+                    let id = self.id_of(name)?;
+                    cx.put(CF_META, log_key(name).into_bytes(), id.to_be_bytes().to_vec());
+                    id
+                }
+            };
+            let previous = match self.dataflows.get(name) {
+                Some(old) => {
+                    delete_operator_state(&mut cx, old.segment_id)?;
+                    members(&cx, &old.output, log_id)?
+                }
+                None => Vec::new(),
+            };
+            for (key, _) in cx.scan_prefix(CF_MEMBERS, &log_id.to_be_bytes())? {
+                cx.delete(CF_MEMBERS, key);
+            }
+            let df = self
+                .dataflow_for(name, log_id, &rebuilt)?
+                .ok_or_else(|| Error::internal(format!("segment {name} cannot be maintained")))?;
             let mut relations = HashMap::new();
-            relations.insert(name.to_string(), delta);
-            // Only the readers of this segment see the delta: it is the one touched.
-            self.propagate(relations, &HashMap::new(), &mut cx)?;
+            for read in df.reads() {
+                relations.insert(read.clone(), self.current_contents(read, &cx, &rebuilt)?);
+            }
+            let changes = df.step(&StepInput { relations, fired: HashMap::new(), initial: true }, &mut cx)?;
+            let changes = diff_from_previous(previous, changes);
+            if !changes.is_empty() {
+                self.log_changes(log_id, &df.output, &changes, &mut cx)?;
+            }
+            rebuilt.insert(name.clone(), df);
         }
-        let mut batch = store.batch();
+        let mut batch = self.store.batch();
         cx.write_to(&mut batch)?;
-        store.write(batch)
+        self.store.write(batch)?;
+        self.dataflows.extend(rebuilt);
+        Ok(())
     }
 
     /// Everything a relation holds now, as insertions.
-    fn current_contents(&self, name: &str, cx: &StepContext) -> Result<DeltaBatch> {
+    fn current_contents(
+        &self,
+        name: &str,
+        cx: &StepContext,
+        rebuilt: &BTreeMap<String, SegmentDataflow>,
+    ) -> Result<DeltaBatch> {
         let relation =
             self.catalog.get(name).ok_or_else(|| Error::internal(format!("unknown relation {name}")))?;
         let batch = match relation.kind {
             ObjectKind::Stream | ObjectKind::Table => self.stored_rows(relation)?,
             ObjectKind::Segment => {
-                let df = self
-                    .dataflows
+                let df = rebuilt
                     .get(name)
+                    .or_else(|| self.dataflows.get(name))
                     .ok_or_else(|| Error::internal(format!("{name} is not maintained")))?;
                 rows_to_batch(&df.output, &members(cx, &df.output, df.log_id)?)?
             }
@@ -271,9 +291,15 @@ impl Engine {
     /// write batch (one WAL sync); what they log is the same as if each were committed
     /// alone.
     pub(crate) fn advance_clock_to(&mut self, target: Timestamp) -> Result<()> {
+        if target < self.clock.manual {
+            return Ok(()); // the clock never goes backwards (a wall clock stepping back waits)
+        }
         let mut cx = StepContext::new(&self.store, target);
         let mut clock = self.clock.manual;
-        while let Some(next) = next_timer_instant(&cx)? {
+        // Timers are only ever set after the instant of the step that sets them, so the
+        // next due one is after the last instant processed.
+        let mut from = clock.nanos().saturating_add(1);
+        while let Some(next) = next_timer_instant(&cx, from)? {
             if next > target.nanos() {
                 break;
             }
@@ -289,11 +315,16 @@ impl Engine {
             }
             self.propagate(HashMap::new(), &fired, &mut cx)?;
             clock = instant;
+            from = next.saturating_add(1);
         }
-        cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (target.nanos() as u64).to_be_bytes().to_vec());
-        let mut batch = self.store.batch();
-        cx.write_to(&mut batch)?;
-        self.store.write(batch)?;
+        // The manual clock is state; the wall clock is only written when timers fired
+        // (so a restart never moves it back before what was logged).
+        if self.clock.mode == crate::ClockMode::Manual || cx.has_writes() {
+            cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (target.nanos() as u64).to_be_bytes().to_vec());
+            let mut batch = self.store.batch();
+            cx.write_to(&mut batch)?;
+            self.store.write(batch)?;
+        }
         self.clock.manual = target;
         Ok(())
     }
@@ -332,6 +363,15 @@ impl Engine {
     }
 }
 
+/// A definition to write with a segment's first step.
+pub(crate) struct CatalogWrite {
+    pub id: u64,
+    pub text: String,
+    /// The definition it replaces (CREATE OR REPLACE).
+    pub replaces: Option<u64>,
+    pub next_id: u64,
+}
+
 /// One record of a segment's change log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeRecord {
@@ -359,7 +399,8 @@ fn delete_operator_state(cx: &mut StepContext, segment_id: u64) -> Result<()> {
     Ok(())
 }
 
-/// The backfill of a replaced segment, as changes from the members it had.
+/// The backfill of a rebuilt segment, as changes from the members it had, by key (the
+/// rows may even have another shape after CREATE OR REPLACE).
 fn diff_from_previous(previous: Vec<Vec<ScalarValue>>, backfill: Vec<MemberChange>) -> Vec<MemberChange> {
     let mut old: BTreeMap<String, Vec<ScalarValue>> =
         previous.into_iter().map(|r| (key_text(&r[0]), r)).collect();

@@ -150,9 +150,10 @@ impl TemporalFilter {
     }
 }
 
-/// The earliest instant any timer is set for, this step's writes included.
-pub fn next_timer_instant(cx: &StepContext) -> Result<Option<i64>> {
-    match cx.first_from(CF_TIMERS, &[])? {
+/// The earliest instant at or after `from` that a timer is set for, this step's writes
+/// included.
+pub fn next_timer_instant(cx: &StepContext, from: i64) -> Result<Option<i64>> {
+    match cx.first_from(CF_TIMERS, &encode_instant(from))? {
         Some((key, _)) => Ok(Some(segstream_state::codec::decode_instant(&key)?)),
         None => Ok(None),
     }

@@ -14,7 +14,7 @@ use segstream_types::{Error, Result};
 
 use crate::catalog::Catalog;
 use crate::plan::{AggregateCall, AggregateFunction, IncrementalPlan, JoinKind, NodeId, Operator, PlanNode};
-use crate::schema::{is_key_type, sql_type_name};
+use crate::schema::{is_key_type, is_storable, sql_type_name};
 use crate::source_map::{Locate, SourceMap};
 use crate::temporal::{contains_now, extract_bounds, is_now, is_other_clock_function};
 
@@ -61,6 +61,21 @@ pub(crate) fn lower_segment(
             format!("a member has one set of attributes, but `{key}` is not unique in this query's result"),
             format!("GROUP BY {key} (and aggregate the attributes), or select only `{key}`"),
         ));
+    }
+    for node in &lowering.nodes {
+        for field in node.schema.fields() {
+            if !is_storable(field.data_type()) {
+                return Err(lowering.refuse(
+                    Locate::Query,
+                    format!(
+                        "the value `{}` has type {}, which a segment cannot keep in its state",
+                        field.name(),
+                        field.data_type()
+                    ),
+                    "CAST it to BIGINT, DOUBLE, TEXT, BOOLEAN, DATE or TIMESTAMP",
+                ));
+            }
+        }
     }
     let mut input = top;
     if key_field.is_nullable() {

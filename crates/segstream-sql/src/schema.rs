@@ -98,13 +98,23 @@ pub fn sql_type_name(data_type: &DataType) -> String {
 
 /// Types a member key, stream key or primary key may have: exact, hashable values.
 pub fn is_key_type(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+/// Types the engine can keep in its state (rows in timers, join indexes, aggregates,
+/// members): those of [`arrow_type`], and NULL.
+pub fn is_storable(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Utf8
-            | DataType::Utf8View
-            | DataType::LargeUtf8
+        DataType::Null
+            | DataType::Utf8
+            | DataType::Boolean
             | DataType::Int16
             | DataType::Int32
             | DataType::Int64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Date32
+            | DataType::Timestamp(TimeUnit::Nanosecond, _)
     )
 }
