@@ -14,6 +14,7 @@ use crate::aggregate::Aggregate;
 use crate::context::StepContext;
 use crate::expr::RowExpr;
 use crate::filter::{key_not_null, Filter};
+use crate::join::Join;
 use crate::membership::{MemberChange, MembershipSink};
 use crate::project::Project;
 use crate::temporal_filter::{DueTimer, TemporalFilter};
@@ -25,6 +26,7 @@ enum Node {
     Project(Project),
     Temporal(TemporalFilter),
     Aggregate(Aggregate),
+    Join(Join),
     Union,
     KeyNotNull,
     Membership(MembershipSink),
@@ -54,7 +56,7 @@ pub struct SegmentDataflow {
 }
 
 impl SegmentDataflow {
-    /// `None` when the plan has an operator the engine does not maintain yet (joins).
+    /// `None` when the plan has an operator the engine does not maintain.
     /// `relation_schema` gives each source's full schema.
     pub fn new(
         name: &str,
@@ -127,7 +129,17 @@ impl SegmentDataflow {
                 Operator::Membership { .. } => {
                     Node::Membership(MembershipSink::new(Arc::clone(&schema), log_id))
                 }
-                Operator::Join { .. } => return Ok(None),
+                Operator::Join { kind, on, residual, null_aware, nulls_equal } => Node::Join(Join::new(
+                    *kind,
+                    on,
+                    residual.as_ref(),
+                    *null_aware,
+                    *nulls_equal,
+                    input_schema(0),
+                    input_schema(1),
+                    Arc::clone(&schema),
+                    prefix(),
+                )?),
             };
             nodes.push((runtime, node.inputs.clone(), schema));
         }
@@ -172,6 +184,11 @@ impl SegmentDataflow {
                     }
                 }
                 Node::Aggregate(a) => a.step(take(0)?, cx)?,
+                Node::Join(j) => {
+                    let left = take(0)?;
+                    let right = take(1)?;
+                    j.step(left, right, cx)?
+                }
                 Node::Union => {
                     let parts = (0..inputs.len()).map(&mut take).collect::<Result<Vec<_>>>()?;
                     DeltaBatch::concat(schema, &parts)?

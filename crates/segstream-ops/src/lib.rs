@@ -12,6 +12,7 @@ pub mod context;
 pub mod dataflow;
 pub mod expr;
 pub mod filter;
+pub mod join;
 pub mod membership;
 pub mod project;
 pub mod temporal_filter;
