@@ -226,6 +226,7 @@ impl Engine {
             }
             rebuilt.insert(name.clone(), df);
         }
+        cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
         let mut batch = self.store.batch();
         cx.write_to(&mut batch)?;
         self.store.write(batch)?;

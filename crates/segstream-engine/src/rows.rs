@@ -19,6 +19,7 @@ use segstream_state::{CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::engine::Engine;
+use crate::maintain::META_CLOCK;
 use crate::output::Output;
 use crate::query::cast_column;
 
@@ -221,6 +222,9 @@ impl Engine {
         let mut relations = HashMap::new();
         relations.insert(name.to_string(), delta);
         self.propagate(relations, &HashMap::new(), &mut cx)?;
+        // The step's instant is stored with what it logged: after a restart the clock
+        // never starts before a change already in the log.
+        cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
         let mut batch = self.store.batch();
         cx.write_to(&mut batch)?;
         self.store.write(batch)

@@ -13,6 +13,7 @@
 //! adding the opposite weight instead of searching for them. Timers are durable, keyed
 //! `instant | segment | node | row`, so one range scan finds every due one in time order.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, TimestampNanosecondArray};
@@ -86,6 +87,22 @@ impl TemporalFilter {
         }
         let now = cx.now.nanos();
         let mut keep = Vec::with_capacity(n);
+        // Timer changes of the whole batch, summed per timer, then applied with one
+        // MultiGet for the timers already set.
+        let mut timers: Vec<(Vec<u8>, i64)> = Vec::new();
+        let mut slot: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut add = |instant: i64, row: &[u8], weight: i64| {
+            let mut key = encode_instant(instant).to_vec();
+            key.extend_from_slice(&self.owner);
+            key.extend_from_slice(row);
+            match slot.get(&key) {
+                Some(&s) => timers[s].1 += weight,
+                None => {
+                    slot.insert(key.clone(), timers.len());
+                    timers.push((key, weight));
+                }
+            }
+        };
         for i in 0..n {
             let w = input.weights[i];
             let (Some(from), Some(until)) = (from[i], until[i]) else {
@@ -96,50 +113,36 @@ impl TemporalFilter {
                 keep.push(false);
                 continue;
             }
-            if from <= now {
-                keep.push(true);
-            } else {
-                keep.push(false);
-                self.add_timer(from, &input, i, w, cx)?;
+            let visible = from <= now;
+            keep.push(visible);
+            if !visible || until != i64::MAX {
+                let row = encode_row(&row_values(&input, i)?)?;
+                if !visible {
+                    add(from, &row, w);
+                }
+                if until != i64::MAX {
+                    add(until, &row, -w);
+                }
             }
-            if until != i64::MAX {
-                self.add_timer(until, &input, i, -w, cx)?;
+        }
+        let keys: Vec<Vec<u8>> = timers.iter().map(|(k, _)| k.clone()).collect();
+        for ((key, weight), current) in timers.into_iter().zip(cx.get_many(CF_TIMERS, &keys)?) {
+            let current = match current {
+                Some(v) => ByteReader::new(&v).i64()?,
+                None => 0,
+            };
+            let total = current + weight;
+            if total == 0 {
+                if current != 0 {
+                    cx.delete(CF_TIMERS, key);
+                }
+            } else {
+                let mut value = ByteWriter::default();
+                value.i64(total);
+                cx.put(CF_TIMERS, key, value.0);
             }
         }
         input.filter(&keep.into())
-    }
-
-    fn add_timer(
-        &self,
-        instant: i64,
-        input: &DeltaBatch,
-        row: usize,
-        weight: i64,
-        cx: &mut StepContext,
-    ) -> Result<()> {
-        let values = input
-            .rows
-            .columns()
-            .iter()
-            .map(|c| ScalarValue::try_from_array(c, row))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::internal(e.to_string()))?;
-        let mut key = encode_instant(instant).to_vec();
-        key.extend_from_slice(&self.owner);
-        key.extend_from_slice(&encode_row(&values)?);
-        let current = match cx.get(CF_TIMERS, &key)? {
-            Some(v) => ByteReader::new(&v).i64()?,
-            None => 0,
-        };
-        let total = current + weight;
-        if total == 0 {
-            cx.delete(CF_TIMERS, key);
-        } else {
-            let mut value = ByteWriter::default();
-            value.i64(total);
-            cx.put(CF_TIMERS, key, value.0);
-        }
-        Ok(())
     }
 
     /// The rows of fired timers as a delta of this operator's output.
@@ -148,6 +151,16 @@ impl TemporalFilter {
         let batch = rows_to_batch(&self.schema, &rows)?;
         DeltaBatch::new(batch, timers.iter().map(|t| t.weight).collect())
     }
+}
+
+fn row_values(input: &DeltaBatch, row: usize) -> Result<Vec<ScalarValue>> {
+    input
+        .rows
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, row))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(e.to_string()))
 }
 
 /// The earliest instant at or after `from` that a timer is set for, this step's writes

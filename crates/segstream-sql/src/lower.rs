@@ -303,6 +303,14 @@ impl Lowering<'_> {
                         ))
                     }
                 };
+                if j.null_aware && j.on.len() != 1 {
+                    return Err(self.refuse(
+                        Locate::Word("not"),
+                        "NOT IN with a correlated subquery is not supported in a segment",
+                        "write NOT EXISTS (SELECT 1 FROM ... WHERE s.y = t.x AND s.g = t.g), which gives the same \
+                         members when the subquery's column is never NULL",
+                    ));
+                }
                 if j.on.is_empty() {
                     return Err(self.refuse(
                         Locate::Query,
