@@ -88,4 +88,14 @@ async fn json_and_arrow_rows_are_checked_row_by_row() {
         assert!(keys.contains(user), "{user} missing from\n{keys}");
     }
     assert!(!keys.contains("u5") && !keys.contains("u2"), "{keys}");
+
+    // Lookups a service needs: a key's memberships, and the log from a sequence number.
+    assert_eq!(engine.memberships_of("u4").expect("memberships"), vec!["recent_buyers".to_string()]);
+    assert!(engine.memberships_of("nobody").expect("memberships").is_empty());
+    let all = engine.changes_from("recent_buyers", 1).expect("log");
+    assert_eq!(all.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let rest = engine.changes_from("recent_buyers", 3).expect("log");
+    assert_eq!(rest, all[2..].to_vec());
+    assert!(engine.changes_from("recent_buyers", 4).expect("log").is_empty());
+    assert!(engine.changes_from("no_such_segment", 1).is_err());
 }

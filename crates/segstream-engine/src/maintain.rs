@@ -330,6 +330,44 @@ impl Engine {
         Ok(())
     }
 
+    /// A segment's changes with `seq >= from`, in order: where a subscriber that has
+    /// applied everything before `from` resumes.
+    pub fn changes_from(&self, segment: &str, from: u64) -> Result<Vec<ChangeRecord>> {
+        let Some(log_id) = self.store.meta_u64(&log_key(segment))? else {
+            return Err(Error::catalog(format!("no segment is named `{segment}`")));
+        };
+        let mut start = log_id.to_be_bytes().to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        let mut out = Vec::new();
+        for (key, value) in self.store.scan_range(CF_CHANGES, &start, &log_id.to_be_bytes())? {
+            out.push(decode_change(segment, &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// The segments `key` is a member of now, by name.
+    pub fn memberships_of(&self, key: &str) -> Result<Vec<String>> {
+        let cx = StepContext::new(&self.store, self.clock.now());
+        let mut out = Vec::new();
+        for (name, df) in &self.dataflows {
+            let member_key = match df.output.field(0).data_type() {
+                datafusion::arrow::datatypes::DataType::Utf8 => ScalarValue::Utf8(Some(key.to_string())),
+                other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(other) {
+                    Ok(v) if !v.is_null() => v,
+                    _ => continue, // not a key of this segment's type
+                },
+            };
+            let mut k = df.log_id.to_be_bytes().to_vec();
+            segstream_state::codec::encode_key(&member_key, &mut k)?;
+            if let Some(value) = cx.get(CF_MEMBERS, &k)? {
+                if segstream_state::codec::ByteReader::new(&value).i64()? > 0 {
+                    out.push(name.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The change log of every segment, in segment and sequence order.
     pub fn change_records(&self) -> Result<Vec<ChangeRecord>> {
         let names: BTreeMap<u64, String> = self
@@ -339,29 +377,28 @@ impl Engine {
             .collect();
         let mut out = Vec::new();
         for (key, value) in self.store.scan_prefix(CF_CHANGES, &[])? {
-            let corrupt = || Error::storage("a change record is damaged");
-            let log_id =
-                u64::from_be_bytes(key.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-            let seq = u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-            let mut r = segstream_state::codec::ByteReader::new(&value);
-            let kind = ChangeKind::from_code(r.u8()?).ok_or_else(corrupt)?;
-            let at = Timestamp(r.i64()?);
-            let member = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
-            let attributes = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
-            let reason = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
+            let log_id = u64::from_be_bytes(
+                key.get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| Error::storage("a change key is damaged"))?,
+            );
             let Some(segment) = names.get(&log_id) else { continue };
-            out.push(ChangeRecord {
-                segment: segment.clone(),
-                seq,
-                key: member,
-                kind,
-                at,
-                attributes,
-                reason,
-            });
+            out.push(decode_change(segment, &key, &value)?);
         }
         Ok(out)
     }
+}
+
+fn decode_change(segment: &str, key: &[u8], value: &[u8]) -> Result<ChangeRecord> {
+    let corrupt = || Error::storage("a change record is damaged");
+    let seq = u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+    let mut r = segstream_state::codec::ByteReader::new(value);
+    let kind = ChangeKind::from_code(r.u8()?).ok_or_else(corrupt)?;
+    let at = Timestamp(r.i64()?);
+    let member = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
+    let attributes = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
+    let reason = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
+    Ok(ChangeRecord { segment: segment.to_string(), seq, key: member, kind, at, attributes, reason })
 }
 
 /// A definition to write with a segment's first step.

@@ -22,7 +22,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
 use segstream_ops::membership::members;
-use segstream_ops::StepContext;
+use segstream_ops::{SegmentDataflow, StepContext};
 use segstream_sql::ast::{ObjectKind, StatementKind};
 use segstream_sql::planner::{from_datafusion, session_config, SYSTEM_SCHEMA};
 use segstream_sql::{parse_statement, system, Relation};
@@ -55,11 +55,7 @@ impl Engine {
 
     /// [`Engine::batch_members`] with `NOW()` at another instant, over the same data.
     pub async fn batch_members_at(&self, segment: &str, now: Timestamp) -> Result<RecordBatch> {
-        let relation = self
-            .catalog
-            .get(segment)
-            .filter(|r| r.kind == ObjectKind::Segment)
-            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))?;
+        let relation = self.segment(segment)?;
         let ctx = SessionContext::new_with_config(session_config());
         let mut done = HashSet::new();
         for read in &relation.reads {
@@ -70,19 +66,27 @@ impl Engine {
         self.members_by_batch_sql(&ctx, relation, now).await
     }
 
-    /// A segment's current members as maintained by the engine (or computed in batch
-    /// for a segment the engine does not maintain yet).
+    /// A segment's current members and attributes, as the engine maintains them.
     pub async fn members(&self, segment: &str) -> Result<RecordBatch> {
-        let relation = self
-            .catalog
-            .get(segment)
+        let relation = self.segment(segment)?;
+        match self.dataflows.get(segment) {
+            Some(df) => self.maintained_members(relation, df),
+            None => self.batch_members(segment).await,
+        }
+    }
+
+    fn segment(&self, name: &str) -> Result<&Relation> {
+        self.catalog
+            .get(name)
             .filter(|r| r.kind == ObjectKind::Segment)
-            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))?;
-        let ctx = SessionContext::new_with_config(session_config());
-        let mut done = HashSet::new();
-        Box::pin(self.register(&ctx, relation, &mut done, None)).await?;
-        let (_, batches) = run(&ctx, select_all(segment)?, self.now()).await?;
-        concat_batches(&relation.schema, &batches).map_err(|e| Error::internal(e.to_string()))
+            .ok_or_else(|| Error::catalog(format!("no segment is named `{name}`")))
+    }
+
+    fn maintained_members(&self, relation: &Relation, df: &SegmentDataflow) -> Result<RecordBatch> {
+        let cx = StepContext::new(&self.store, self.now());
+        let batch = rows_to_batch(&df.output, &members(&cx, &df.output, df.log_id)?)?;
+        RecordBatch::try_new(Arc::clone(&relation.schema), batch.columns().to_vec())
+            .map_err(|e| Error::internal(e.to_string()))
     }
 
     /// Evaluates a constant timestamp expression (`TIMESTAMP '2026-01-01'`, `... + INTERVAL '1 day'`).
@@ -145,13 +149,7 @@ impl Engine {
         let maintained = self.dataflows.get(&relation.name).filter(|_| batch_at.is_none());
         let batch = match (relation.kind, maintained) {
             (ObjectKind::Stream | ObjectKind::Table, _) => self.stored_rows(relation)?,
-            (ObjectKind::Segment, Some(df)) => {
-                let cx = StepContext::new(&self.store, self.now());
-                let rows = members(&cx, &df.output, df.log_id)?;
-                let batch = rows_to_batch(&df.output, &rows)?;
-                RecordBatch::try_new(Arc::clone(&relation.schema), batch.columns().to_vec())
-                    .map_err(|e| Error::internal(e.to_string()))?
-            }
+            (ObjectKind::Segment, Some(df)) => self.maintained_members(relation, df)?,
             (ObjectKind::Segment, None) => {
                 for read in &relation.reads {
                     if let Some(parent) = self.catalog.get(read) {
@@ -294,14 +292,6 @@ async fn run_in_task(
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(|e| from_datafusion(e, None))?;
     Ok((schema, batches))
-}
-
-fn select_all(name: &str) -> Result<SqlStatement> {
-    let sql = format!("SELECT * FROM {}", datafusion::sql::sqlparser::ast::Ident::with_quote('"', name));
-    match parse_statement(&sql)?.kind {
-        StatementKind::Query(q) => Ok(SqlStatement::Query(q)),
-        _ => Err(Error::internal("SELECT * did not parse as a query")),
-    }
 }
 
 /// Each distinct row once (a member is in a segment once, whatever its multiplicity).

@@ -68,8 +68,13 @@ impl Store {
 
     /// Every key and value whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, family: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_range(family, prefix, prefix)
+    }
+
+    /// Keys and values from `start` on, while the key starts with `prefix`.
+    pub fn scan_range(&self, family: &str, start: &[u8], prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(prefix, Direction::Forward));
+        let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(start, Direction::Forward));
         for item in iter {
             let (key, value) = item.map_err(storage)?;
             if !key.starts_with(prefix) {
