@@ -428,3 +428,100 @@ fn unknown_status((total, nulls): (i64, i64)) -> (bool, bool) {
 fn null_key() -> Vec<u8> {
     vec![0xFF, 0xFE]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::Column;
+    use datafusion::logical_expr::col;
+    use segstream_state::Store;
+    use segstream_types::Timestamp;
+
+    fn side(name: &str) -> DFSchema {
+        let schema =
+            Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("v", DataType::Int64, true)]);
+        DFSchema::try_from_qualified_schema(name, &schema).expect("schema")
+    }
+
+    fn delta(schema: &DFSchema, rows: &[(Option<&str>, i64, i64)]) -> DeltaBatch {
+        let arrow: SchemaRef = Arc::new(schema.as_arrow().clone());
+        let values: Vec<Vec<ScalarValue>> = rows
+            .iter()
+            .map(|(k, v, _)| vec![ScalarValue::Utf8(k.map(str::to_string)), ScalarValue::Int64(Some(*v))])
+            .collect();
+        DeltaBatch::new(rows_to_batch(&arrow, &values).expect("batch"), rows.iter().map(|r| r.2).collect())
+            .expect("delta")
+    }
+
+    fn keys(d: &DeltaBatch) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = (0..d.len())
+            .map(|i| {
+                let k = ScalarValue::try_from_array(d.rows.column(0), i).expect("value");
+                (k.to_string(), d.weights[i])
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn join(kind: JoinKind, null_aware: bool) -> Join {
+        let (l, r) = (side("l"), side("r"));
+        let on = vec![(Expr::Column(Column::new(Some("l"), "k")), Expr::Column(Column::new(Some("r"), "k")))];
+        let residual = col("r.v").gt_eq(col("l.v"));
+        let output = Arc::new(l.as_arrow().clone());
+        Join::new(kind, &on, Some(&residual), null_aware, false, &l, &r, output, vec![1, 2, 3]).expect("join")
+    }
+
+    #[test]
+    fn anti_join_follows_matches_with_a_residual() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let j = join(JoinKind::LeftAnti, false);
+        let (l, r) = (side("l"), side("r"));
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        // Two left rows; a right row matches only the first (residual r.v >= l.v).
+        let out =
+            j.step(delta(&l, &[(Some("a"), 5, 1), (Some("b"), 5, 1)]), delta(&r, &[]), &mut cx).unwrap();
+        assert_eq!(keys(&out), vec![("a".into(), 1), ("b".into(), 1)]);
+        let out =
+            j.step(delta(&l, &[]), delta(&r, &[(Some("a"), 4, 1), (Some("b"), 6, 1)]), &mut cx).unwrap();
+        assert_eq!(keys(&out), vec![("b".into(), -1)], "a's right row fails the residual");
+        // Retracting the match brings b back; a left retraction removes a.
+        let out =
+            j.step(delta(&l, &[(Some("a"), 5, -1)]), delta(&r, &[(Some("b"), 6, -1)]), &mut cx).unwrap();
+        assert_eq!(keys(&out), vec![("a".into(), -1), ("b".into(), 1)]);
+    }
+
+    #[test]
+    fn not_in_is_unknown_while_the_right_side_holds_a_null() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let (l, r) = (side("l"), side("r"));
+        let j = Join::new(
+            JoinKind::LeftAnti,
+            &[(Expr::Column(Column::new(Some("l"), "k")), Expr::Column(Column::new(Some("r"), "k")))],
+            None,
+            true,
+            false,
+            &l,
+            &r,
+            Arc::new(l.as_arrow().clone()),
+            vec![9],
+        )
+        .unwrap();
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        let out = j.step(delta(&l, &[(Some("a"), 1, 1), (None, 1, 1)]), delta(&r, &[]), &mut cx).unwrap();
+        assert_eq!(keys(&out).len(), 2, "NOT IN over an empty set is true, even for NULL");
+        let out = j.step(delta(&l, &[]), delta(&r, &[(Some("z"), 1, 1)]), &mut cx).unwrap();
+        assert_eq!(
+            keys(&out),
+            vec![("NULL".into(), -1)],
+            "a NULL left value is unknown once the set is not empty"
+        );
+        let out = j.step(delta(&l, &[]), delta(&r, &[(None, 1, 1)]), &mut cx).unwrap();
+        assert_eq!(keys(&out), vec![("a".into(), -1)], "a NULL in the set makes every row unknown");
+        let out = j.step(delta(&l, &[]), delta(&r, &[(None, 1, -1), (Some("z"), 1, -1)]), &mut cx).unwrap();
+        assert_eq!(keys(&out), vec![("NULL".into(), 1), ("a".into(), 1)]);
+    }
+}

@@ -189,3 +189,64 @@ pub fn due_timers(cx: &StepContext, instant: i64) -> Result<Vec<DueTimer>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::common::Column;
+    use datafusion::logical_expr::Expr;
+    use segstream_state::Store;
+    use segstream_types::Timestamp;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    #[test]
+    fn rows_enter_and_leave_at_exact_instants_and_retractions_cancel_timers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let schema =
+            Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false)]);
+        let df = DFSchema::try_from(schema).expect("schema");
+        let ts = Expr::Column(Column::new_unqualified("ts"));
+        // Visible from ts + 1h until ts + 3h.
+        let bounds = vec![
+            TimeBound {
+                kind: TimeBoundKind::From,
+                row_expr: ts.clone(),
+                shift_nanos: HOUR,
+                condition: String::new(),
+            },
+            TimeBound {
+                kind: TimeBoundKind::Until,
+                row_expr: ts,
+                shift_nanos: 3 * HOUR,
+                condition: String::new(),
+            },
+        ];
+        let filter = TemporalFilter::new(&bounds, &df, 7, 1).expect("filter");
+        let arrow: SchemaRef = Arc::new(df.as_arrow().clone());
+        let rows = |weights: Vec<i64>| {
+            let batch =
+                rows_to_batch(&arrow, &[vec![ScalarValue::TimestampNanosecond(Some(0), None)]]).unwrap();
+            DeltaBatch::new(batch, weights).unwrap()
+        };
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        assert!(filter.step(rows(vec![1]), &mut cx).unwrap().is_empty(), "not visible yet");
+        assert_eq!(next_timer_instant(&cx, 1).unwrap(), Some(HOUR));
+        let due = due_timers(&cx, HOUR).unwrap();
+        assert_eq!((due.len(), due[0].weight), (1, 1));
+        assert_eq!(due_timers(&cx, 3 * HOUR).unwrap()[0].weight, -1);
+        // The same row retracted cancels both timers.
+        filter.step(rows(vec![-1]), &mut cx).unwrap();
+        assert_eq!(next_timer_instant(&cx, 1).unwrap(), None);
+        // Seen at 2h, the row is visible at once and leaves at 3h.
+        let mut cx = StepContext::new(&store, Timestamp(2 * HOUR));
+        assert_eq!(filter.step(rows(vec![1]), &mut cx).unwrap().weights, vec![1]);
+        assert_eq!(next_timer_instant(&cx, 2 * HOUR + 1).unwrap(), Some(3 * HOUR));
+        // Seen at 3h, it is already over.
+        let mut cx = StepContext::new(&store, Timestamp(3 * HOUR));
+        assert!(filter.step(rows(vec![1]), &mut cx).unwrap().is_empty());
+        assert_eq!(next_timer_instant(&cx, 3 * HOUR + 1).unwrap(), None);
+    }
+}
