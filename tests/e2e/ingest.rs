@@ -99,3 +99,33 @@ async fn json_and_arrow_rows_are_checked_row_by_row() {
     assert!(engine.changes_from("recent_buyers", 4).expect("log").is_empty());
     assert!(engine.changes_from("no_such_segment", 1).is_err());
 }
+
+#[tokio::test]
+async fn a_backfill_reports_its_progress_batch_by_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual).with_backfill_batch(4);
+    let mut engine = Engine::open(options).expect("open");
+    engine.execute(&workload_schema()).await.expect("schema");
+    let events: Vec<_> = (0..10)
+        .map(|i| json!({"event_id": format!("e{i}"), "user_id": format!("u{}", i % 3), "event_type": "login", "ts": "1970-01-01 00:00:00"}))
+        .collect();
+    engine.ingest("events", IngestRows::Json(events)).expect("ingest");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    engine.on_backfill_progress(move |p| {
+        sink.lock().expect("lock").push((p.relation.clone(), p.rows, p.total))
+    });
+    engine
+        .execute("CREATE SEGMENT logins AS SELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id")
+        .await
+        .expect("create");
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![("events".to_string(), 4, 10), ("events".to_string(), 8, 10), ("events".to_string(), 10, 10)]
+    );
+    // One change per member, however many batches the backfill took.
+    let log = engine.changes_from("logins", 1).expect("log");
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(log.iter().all(|c| c.kind == segstream_engine::ChangeKind::Entered));
+}

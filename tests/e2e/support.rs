@@ -8,7 +8,8 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A fresh engine on a temporary data directory with the manual clock. The directory
-/// lives as long as the returned guard.
+/// lives as long as the returned guard. Backfills run in batches of three rows, so every
+/// segment created over history is backfilled across many batches.
 pub fn fresh_engine() -> (Engine, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let engine =

@@ -10,7 +10,7 @@ use segstream_state::{Store, CF_CATALOG, CF_META, CF_ROWS};
 use segstream_types::{Error, Result, Timestamp};
 
 use crate::clock::{Clock, ClockMode};
-use crate::maintain::CatalogWrite;
+use crate::maintain::{BackfillProgress, CatalogWrite};
 use crate::output::Output;
 
 /// Where the engine keeps its data and how its clock runs.
@@ -18,21 +18,31 @@ use crate::output::Output;
 pub struct EngineOptions {
     pub data_dir: PathBuf,
     pub clock: ClockMode,
+    /// Rows per batch when a segment is backfilled from stored history.
+    pub backfill_batch: usize,
 }
 
 impl EngineOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), clock: ClockMode::default() }
+        Self { data_dir: data_dir.into(), clock: ClockMode::default(), backfill_batch: 50_000 }
     }
 
     pub fn with_clock(mut self, clock: ClockMode) -> Self {
         self.clock = clock;
         self
     }
+
+    pub fn with_backfill_batch(mut self, rows: usize) -> Self {
+        self.backfill_batch = rows.max(1);
+        self
+    }
 }
 
 const META_NEXT_ID: &str = "next_id";
 use crate::maintain::META_CLOCK;
+
+/// What hears a backfill's progress.
+type ProgressReport = Box<dyn Fn(&BackfillProgress) + Send + Sync>;
 
 /// One open data directory and everything declared in it.
 pub struct Engine {
@@ -45,6 +55,9 @@ pub struct Engine {
     pub(crate) clock: Clock,
     /// The running operators of every maintained segment, by name.
     pub(crate) dataflows: BTreeMap<String, SegmentDataflow>,
+    pub(crate) backfill_batch: usize,
+    /// Told how backfills progress.
+    pub(crate) progress: Option<ProgressReport>,
 }
 
 impl Engine {
@@ -60,6 +73,8 @@ impl Engine {
             next_id,
             clock: Clock { mode: options.clock, manual },
             dataflows: BTreeMap::new(),
+            backfill_batch: options.backfill_batch,
+            progress: None,
         };
         engine.reload_catalog()?;
         engine.build_dataflows()?;
@@ -104,6 +119,12 @@ impl Engine {
             StatementKind::CreateSegment(c) => self.catalog.segment_from(c, text, statement.position),
             _ => Err(Error::storage(format!("stored definition is not a CREATE statement: {text}"))),
         }
+    }
+
+    /// Calls `report` after each batch of a segment's backfill (creating a segment over
+    /// stored history, or rebuilding one).
+    pub fn on_backfill_progress(&mut self, report: impl Fn(&BackfillProgress) + Send + Sync + 'static) {
+        self.progress = Some(Box::new(report));
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -17,6 +17,6 @@ mod rows;
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
 pub use ingest::{IngestReport, IngestRows, RejectedRow};
-pub use maintain::ChangeRecord;
+pub use maintain::{BackfillProgress, ChangeRecord};
 pub use output::Output;
 pub use segstream_ops::ChangeKind;

@@ -215,12 +215,40 @@ impl Engine {
             let df = self
                 .dataflow_for(name, log_id, &rebuilt)?
                 .ok_or_else(|| Error::internal(format!("segment {name} cannot be maintained")))?;
-            let mut relations = HashMap::new();
+            // The backfill: everything the segment reads, relation by relation, in large
+            // batches through the live operators (any order gives the same result).
+            // Intermediate changes are not logged: the step's change per key is the
+            // difference between the members before and after.
+            let mut initial = true;
             for read in df.reads() {
-                relations.insert(read.clone(), self.current_contents(read, &cx, &rebuilt)?);
+                let contents = self.current_contents(read, &cx, &rebuilt)?;
+                let total = contents.len();
+                let mut done = 0;
+                while done < total || (initial && total == 0) {
+                    let n = self.backfill_batch.min(total - done);
+                    let chunk = DeltaBatch::new(
+                        contents.rows.slice(done, n),
+                        contents.weights[done..done + n].to_vec(),
+                    )?;
+                    let relations = HashMap::from([(read.clone(), chunk)]);
+                    df.step(&StepInput { relations, fired: HashMap::new(), initial }, &mut cx)?;
+                    initial = false;
+                    done += n;
+                    if let Some(report) = &self.progress {
+                        report(&BackfillProgress {
+                            segment: name.clone(),
+                            relation: read.clone(),
+                            rows: done,
+                            total,
+                        });
+                    }
+                }
             }
-            let changes = df.step(&StepInput { relations, fired: HashMap::new(), initial: true }, &mut cx)?;
-            let changes = diff_from_previous(previous, changes);
+            if initial {
+                // Reads nothing (constant rows only).
+                df.step(&StepInput { relations: HashMap::new(), fired: HashMap::new(), initial }, &mut cx)?;
+            }
+            let changes = diff_members(previous, members(&cx, &df.output, log_id)?);
             if !changes.is_empty() {
                 self.log_changes(log_id, &df.output, &changes, &mut cx)?;
             }
@@ -401,6 +429,16 @@ fn decode_change(segment: &str, key: &[u8], value: &[u8]) -> Result<ChangeRecord
     Ok(ChangeRecord { segment: segment.to_string(), seq, key: member, kind, at, attributes, reason })
 }
 
+/// How far a segment's backfill has got, reported after each batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillProgress {
+    pub segment: String,
+    /// The relation being read.
+    pub relation: String,
+    pub rows: usize,
+    pub total: usize,
+}
+
 /// A definition to write with a segment's first step.
 pub(crate) struct CatalogWrite {
     pub id: u64,
@@ -437,14 +475,13 @@ fn delete_operator_state(cx: &mut StepContext, segment_id: u64) -> Result<()> {
     Ok(())
 }
 
-/// The backfill of a rebuilt segment, as changes from the members it had, by key (the
-/// rows may even have another shape after CREATE OR REPLACE).
-fn diff_from_previous(previous: Vec<Vec<ScalarValue>>, backfill: Vec<MemberChange>) -> Vec<MemberChange> {
+/// A rebuilt segment's change per key: from the members it had to the members it has
+/// (rows may even have another shape after CREATE OR REPLACE).
+fn diff_members(previous: Vec<Vec<ScalarValue>>, current: Vec<Vec<ScalarValue>>) -> Vec<MemberChange> {
     let mut old: BTreeMap<String, Vec<ScalarValue>> =
         previous.into_iter().map(|r| (key_text(&r[0]), r)).collect();
     let mut out = Vec::new();
-    for change in backfill {
-        let Some(new) = change.new else { continue };
+    for new in current {
         match old.remove(&key_text(&new[0])) {
             None => out.push(MemberChange { kind: ChangeKind::Entered, old: None, new: Some(new) }),
             Some(row) if row == new => {}

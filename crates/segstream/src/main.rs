@@ -72,6 +72,11 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
         Command::Sql { execute, files } => {
             let mut engine = Engine::open(options)
                 .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?;
+            engine.on_backfill_progress(|p| {
+                if p.total > 100_000 {
+                    eprintln!("backfill {}: {} rows of {} from {}", p.segment, p.rows, p.total, p.relation);
+                }
+            });
             // -e and -f in command-line order: clap keeps each occurrence's index.
             let sql_matches = matches.subcommand_matches("sql");
             let indices = |id: &str| -> Vec<usize> {
