@@ -40,6 +40,31 @@ fn sql_runs_files_and_statements_and_prints_tables() {
     assert!(stdout.contains("timers: exit at events.ts + 3 hours"), "{stdout}");
 }
 
+/// The README's main job (scripts/run.sh): the workload, a day of traffic, the changes.
+#[test]
+fn the_story_of_a_day_shows_exact_entries_and_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = repo_root();
+    let mut command = segstream(dir.path());
+    command.arg("sql");
+    for file in ["schema.sql", "segments.sql", "story.sql"] {
+        command.arg("-f").arg(root.join("sql-examples/workload").join(file));
+    }
+    let output = command.output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    for row in [
+        "| cart_abandoners   | 1   | cy  | entered | 2026-03-01T09:05:00 |",
+        "| welcome_offer     | 3   | bo  | exited  | 2026-03-01T09:30:00 |",
+        "| winback_now       | 2   | ana | exited  | 2026-03-01T12:00:00 |",
+        "| recent_buyers     | 2   | bo  | exited  | 2026-03-01T12:30:00 |",
+        "| welcome_offer     | 4   | bo  | entered | 2026-03-01T12:30:00 |",
+        "| cart_abandoners   | 2   | cy  | exited  | 2026-03-02T09:00:00 |",
+    ] {
+        assert!(stdout.contains(row), "missing {row} in\n{stdout}");
+    }
+}
+
 #[test]
 fn statements_can_come_from_standard_input() {
     let dir = tempfile::tempdir().expect("tempdir");
