@@ -4,8 +4,8 @@
 //! advances, profile upserts and deletes, segments created late — run against all
 //! seven of the reference workload's segments (windows scaled to the histories) and
 //! against segments generated from a grammar of filters, time windows, aggregates,
-//! joins (inner, left, NOT IN with NULLs, EXISTS with a residual), set operations and
-//! segments of segments. After
+//! joins (inner, left, NOT IN with NULLs, EXISTS with a residual), set operations,
+//! NOT FOLLOWED BY and segments of segments. After
 //! every step each segment's maintained members and attributes must equal its SELECT
 //! run by DataFusion in batch with `NOW()` at the clock. The change log must replay to
 //! the membership with sequence numbers 1, 2, 3..., and every time-driven change must
@@ -85,6 +85,7 @@ fn segments(p: &Params) -> Vec<(String, String)> {
         ("g_left_join", "SELECT p.user_id, p.lifetime_value, s.total FROM profiles p LEFT JOIN (SELECT user_id, SUM(amount) AS total FROM events GROUP BY user_id) s ON s.user_id = p.user_id".to_string()),
         ("g_inner_join", format!("SELECT e.user_id, COUNT(*) AS views, MAX(p.lifetime_value) AS ltv FROM events e JOIN profiles p ON p.user_id = e.user_id AND e.ts >= p.signup_at WHERE e.ts > NOW() - INTERVAL '{h2} hours' GROUP BY e.user_id")),
         ("g_intersect", "SELECT user_id FROM recent_buyers INTERSECT SELECT user_id FROM g_window".to_string()),
+        ("g_absence", format!("SELECT DISTINCT user_id FROM events WHERE event_type = 'page_view' AND NOT FOLLOWED BY (event_type = 'purchase') WITHIN INTERVAL '{} minutes'", p.delay_minutes + 1)),
     ];
     list.into_iter().map(|(n, q)| (n.to_string(), q)).collect()
 }
@@ -105,7 +106,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop_oneof![0..30u32, 30..400u32, 400..3000u32].prop_map(|minutes| Op::Advance { minutes }),
         1 => (0..4u8, -600i64..0, 0..4u8).prop_map(|(user, signup_offset, value)| Op::Profile { user, signup_offset, value }),
         1 => (0..4u8).prop_map(|user| Op::DeleteProfile { user }),
-        1 => (0..19usize).prop_map(|template| Op::CreateLate { template }),
+        1 => (0..20usize).prop_map(|template| Op::CreateLate { template }),
     ]
 }
 

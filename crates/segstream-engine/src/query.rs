@@ -34,7 +34,9 @@ use crate::output::Output;
 
 impl Engine {
     pub(crate) async fn query(&self, query: &Query) -> Result<Output> {
-        let statement = SqlStatement::Query(Box::new(query.clone()));
+        let mut query = query.clone();
+        segstream_sql::absence::desugar(&mut query, &self.catalog)?;
+        let statement = SqlStatement::Query(Box::new(query));
         let ctx = self.query_context(&statement).await?;
         let (schema, batches) = run(&ctx, statement, self.now()).await?;
         Ok(Output::Rows { schema, batches })
@@ -181,7 +183,9 @@ impl Engine {
                 segment.name
             )));
         };
-        let (_, batches) = run(ctx, SqlStatement::Query(create.query), now).await?;
+        let mut query = create.query;
+        segstream_sql::absence::desugar(&mut query, &self.catalog)?;
+        let (_, batches) = run(ctx, SqlStatement::Query(query), now).await?;
         // The planned schema names the columns; the executed batches may differ in
         // field metadata and qualifiers only.
         let schema = Arc::clone(&segment.schema);

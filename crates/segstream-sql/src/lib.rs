@@ -6,6 +6,7 @@
 //!   text --parser--> Statement --SqlToRel--> LogicalPlan --rules--> LogicalPlan --lower--> IncrementalPlan
 //! ```
 
+pub mod absence;
 pub mod ast;
 pub mod catalog;
 mod lower;

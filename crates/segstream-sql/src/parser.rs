@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Location, Token};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 use segstream_types::{Error, Position, Result};
 
 use crate::ast::*;
@@ -77,7 +77,11 @@ struct StatementParser<'a> {
 impl<'a> StatementParser<'a> {
     fn new(sql: &'a str) -> Result<Self> {
         static DIALECT: GenericDialect = GenericDialect {};
-        let parser = Parser::new(&DIALECT).try_with_sql(sql).map_err(syntax_error)?;
+        let tokens = Tokenizer::new(&DIALECT, sql)
+            .tokenize_with_location()
+            .map_err(|e| syntax_error(ParserError::TokenizerError(e.to_string())))?;
+        let tokens = crate::absence::rewrite_tokens(tokens).map_err(syntax_error)?;
+        let parser = Parser::new(&DIALECT).with_tokens_with_locations(tokens);
         Ok(Self { parser, lines: LineIndex::new(sql) })
     }
 

@@ -55,8 +55,10 @@ pub(crate) fn plan_segment(
     // panic on a query it does not expect, that is an error for this statement, not a
     // crash of the engine.
     let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<LogicalPlan> {
+        let mut query = create.query.clone();
+        crate::absence::desugar(&mut query, catalog)?;
         let logical = SqlToRel::new_with_options(&context, options)
-            .sql_statement_to_plan(SqlStatement::Query(create.query.clone()))
+            .sql_statement_to_plan(SqlStatement::Query(query))
             .map_err(|e| from_datafusion(e, create.query_position))?;
         lower::refuse_before_optimizing(&logical, &source)?;
         optimize(logical).map_err(|e| from_datafusion(e, create.query_position))
