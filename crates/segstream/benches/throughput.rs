@@ -5,6 +5,7 @@
 //!
 //! ```sh
 //! SEGSTREAM_BENCH_USERS=1000000 SEGSTREAM_BENCH_EVENTS=2000000 cargo bench -p segstream --bench throughput
+//! SEGSTREAM_BENCH_SEGMENTS=all cargo bench -p segstream --bench throughput   # all seven segments
 //! ```
 
 use std::time::Instant;
@@ -53,18 +54,34 @@ fn main() {
     runtime
         .block_on(engine.execute(include_str!("../../../sql-examples/workload/schema.sql")))
         .expect("workload schema");
-    let segments = ["pricing_hot", "recent_buyers", "rfm_champions"];
-    let all = include_str!("../../../sql-examples/workload/segments.sql");
-    for statement in segstream_sql::parse_statements(all).expect("segments parse") {
+    // `core`: the three segments of the incremental-core issue; `all`: the seven.
+    let all_seven = std::env::var("SEGSTREAM_BENCH_SEGMENTS").is_ok_and(|v| v == "all");
+    let core = ["pricing_hot", "recent_buyers", "rfm_champions"];
+    let mut segments = Vec::new();
+    let definitions = include_str!("../../../sql-examples/workload/segments.sql");
+    for statement in segstream_sql::parse_statements(definitions).expect("segments parse") {
         if let segstream_sql::StatementKind::CreateSegment(c) = &statement.kind {
-            if segments.contains(&c.name.value.as_str()) {
+            if all_seven || core.contains(&c.name.value.as_str()) {
                 runtime.block_on(engine.execute_statement(&statement)).expect("segment");
+                segments.push(c.name.value.clone());
             }
         }
     }
     let config = WorkloadConfig::new(users, events, 30);
     let mut generator = EventGenerator::new(config.clone());
     engine.advance_clock(Timestamp(config.start)).expect("clock");
+    if all_seven {
+        // Every user has a profile; loaded before the clock starts, not timed.
+        let mut from = 0;
+        while from < users {
+            let to = (from + 10_000).min(users);
+            let report = engine
+                .ingest("profiles", IngestRows::Arrow(segstream_workload::profiles(&config, from, to)))
+                .expect("profiles");
+            assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
+            from = to;
+        }
+    }
 
     let started = Instant::now();
     let mut rejected = 0;
