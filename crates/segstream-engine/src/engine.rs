@@ -102,8 +102,7 @@ impl Engine {
                     }
                 }
             }
-            if failed.len() == before {
-                let (id, e) = last_error.expect("a failed round has an error");
+            if let (true, Some((id, e))) = (failed.len() == before, last_error) {
                 return Err(Error::storage(format!("stored definition #{id} no longer plans: {e}")));
             }
             pending = failed;
