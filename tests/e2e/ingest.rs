@@ -33,6 +33,30 @@ async fn json_and_arrow_rows_are_checked_row_by_row() {
             ]),
         )
         .expect("ingest");
+    engine.execute("CREATE TABLE counters (id TEXT PRIMARY KEY, n INT, r REAL)").await.expect("table");
+    let numbers = engine
+        .ingest(
+            "counters",
+            IngestRows::Json(vec![
+                json!({"id": "a", "n": 3.0, "r": 1.5}),
+                json!({"id": "b", "n": 2.5}),
+                json!({"id": "c", "n": 3_000_000_000i64}),
+                json!({"id": "d", "r": 1e39}),
+                json!({"id": "e", "n": "7"}),
+            ]),
+        )
+        .expect("ingest");
+    assert_eq!(numbers.accepted, 1, "{:?}", numbers.rejected);
+    let reasons: Vec<(usize, &str)> = numbers.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (1, "column `n`: 2.5 is not an integer"),
+            (2, "column `n`: 3000000000 is out of range for INT"),
+            (3, "column `r`: 1e+39 is out of range for REAL"),
+            (4, "column `n`: expected INT, found a string"),
+        ]
+    );
     assert_eq!(report.accepted, 2);
     let reasons: Vec<(usize, &str)> = report.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
     assert_eq!(
@@ -72,6 +96,25 @@ async fn json_and_arrow_rows_are_checked_row_by_row() {
             index: 1,
             reason: "column `amount`: the value does not convert to DOUBLE".into()
         }]
+    );
+
+    // An Arrow float column into an INT column: whole numbers convert, fractions are rejected.
+    let floats = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("n", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["f1", "f2"])),
+            Arc::new(datafusion::arrow::array::Float64Array::from(vec![4.0, 4.5])),
+        ],
+    )
+    .expect("batch");
+    let report = engine.ingest("counters", IngestRows::Arrow(floats)).expect("ingest");
+    assert_eq!(report.accepted, 1);
+    assert_eq!(
+        report.rejected,
+        vec![RejectedRow { index: 1, reason: "column `n`: 4.5 does not fit INT".into() }]
     );
 
     let e = engine.ingest("recent_buyers", IngestRows::Json(vec![])).expect_err("a segment");

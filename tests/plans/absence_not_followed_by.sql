@@ -7,6 +7,11 @@ SELECT DISTINCT user_id FROM events
 WHERE event_type = 'add_to_cart'
   AND NOT FOLLOWED BY (event_type = 'purchase') WITHIN INTERVAL '5 minutes';
 EXPLAIN SEGMENT abandoned;
+-- The interval may be written with a unit; logins may follow logins (the event itself
+-- is no follower).
+EXPLAIN CREATE SEGMENT quiet_after_login AS
+SELECT DISTINCT user_id FROM events
+WHERE event_type = 'login' AND NOT FOLLOWED BY (event_type = 'login') WITHIN INTERVAL '30' MINUTE;
 ADVANCE TIME TO TIMESTAMP '2026-04-01 10:00:00';
 INSERT INTO events VALUES
   ('a1', 'ann', 'add_to_cart', NULL, 'sku1', NULL, TIMESTAMP '2026-04-01 10:00:00'),

@@ -69,11 +69,49 @@ type Checked = (Vec<Vec<ScalarValue>>, Vec<RejectedRow>);
 fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> Result<Checked> {
     let n = batch.num_rows();
     let mut columns: Vec<Option<Arc<dyn Array>>> = Vec::with_capacity(relation.schema.fields().len());
+    // Rows a conversion would change rather than convert: a fraction into an integer,
+    // a float too large for REAL.
+    let mut lossy: Vec<Option<String>> = vec![None; n];
     for field in relation.schema.fields() {
         let Ok(index) = batch.schema().index_of(field.name()) else {
             columns.push(None);
             continue;
         };
+        let given = batch.column(index).data_type();
+        let target = field.data_type();
+        if given.is_integer() && matches!(target, DataType::Timestamp(_, _) | DataType::Date32) {
+            return Err(Error::invalid_input(format!(
+                "column `{}`: integers are not read as times (which unit?); send {} or text",
+                field.name(),
+                sql_type_name(target)
+            )));
+        }
+        if given.is_floating() && (target.is_integer() || *target == DataType::Float32) {
+            let floats = cast_with_options(batch.column(index), &DataType::Float64, &CastOptions::default())
+                .map_err(|e| Error::internal(e.to_string()))?;
+            let floats = floats
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .ok_or_else(|| Error::internal("float cast gave another type"))?;
+            for (i, slot) in lossy.iter_mut().enumerate() {
+                if slot.is_some() || !floats.is_valid(i) {
+                    continue;
+                }
+                let f = floats.value(i);
+                let fits = if target.is_integer() {
+                    f.fract() == 0.0
+                } else {
+                    f.is_nan() || (f as f32).is_finite() || f.is_infinite()
+                };
+                if !fits {
+                    *slot = Some(format!(
+                        "column `{}`: {f} does not fit {}",
+                        field.name(),
+                        sql_type_name(target)
+                    ));
+                }
+            }
+        }
         // The "safe" cast: a value that does not convert becomes NULL, and is then
         // found below as a NULL that was not NULL in the input.
         let cast = cast_with_options(batch.column(index), field.data_type(), &CastOptions::default())
@@ -97,7 +135,11 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
     }
     let mut rows = Vec::with_capacity(n);
     let mut rejected = Vec::new();
-    'rows: for i in 0..n {
+    'rows: for (i, lossy) in lossy.into_iter().enumerate() {
+        if let Some(reason) = lossy {
+            rejected.push(RejectedRow { index: i, reason });
+            continue;
+        }
         let mut row = Vec::with_capacity(columns.len());
         for (field, column) in relation.schema.fields().iter().zip(&columns) {
             let value = match column {
@@ -182,7 +224,14 @@ fn json_to_scalar(
         (DataType::Utf8, J::String(s)) => ScalarValue::Utf8(Some(s.clone())),
         (DataType::Boolean, J::Bool(b)) => ScalarValue::Boolean(Some(*b)),
         (DataType::Int16 | DataType::Int32 | DataType::Int64, J::Number(n)) => {
-            let v = n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?;
+            let out_of_range = || format!("{n} is out of range for {}", sql_type_name(data_type));
+            let v = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(v), _, _) => v,
+                (None, Some(_), _) => return Err(out_of_range()),
+                // 1.0 or 1e3 from a JSON writer that prints every number as a float.
+                (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => f as i64,
+                _ => return Err(format!("{n} is not an integer")),
+            };
             let out_of_range = || format!("{v} is out of range for {}", sql_type_name(data_type));
             match data_type {
                 DataType::Int16 => ScalarValue::Int16(Some(i16::try_from(v).map_err(|_| out_of_range())?)),
@@ -190,7 +239,10 @@ fn json_to_scalar(
                 _ => ScalarValue::Int64(Some(v)),
             }
         }
-        (DataType::Float32, J::Number(n)) => ScalarValue::Float32(n.as_f64().map(|f| f as f32)),
+        (DataType::Float32, J::Number(n)) => {
+            let f = n.as_f64().map(|f| f as f32).filter(|f| f.is_finite());
+            ScalarValue::Float32(Some(f.ok_or_else(|| format!("{n} is out of range for REAL"))?))
+        }
         (DataType::Float64, J::Number(n)) => ScalarValue::Float64(n.as_f64()),
         (DataType::Timestamp(TimeUnit::Nanosecond, tz), J::String(s)) => ScalarValue::TimestampNanosecond(
             Some(

@@ -44,6 +44,13 @@ impl Engine {
 
     /// Runs a query over the engine's data and returns its rows.
     pub(crate) async fn run_query(&self, statement: SqlStatement) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let statement = match statement {
+            SqlStatement::Query(mut query) => {
+                segstream_sql::absence::desugar(&mut query, &self.catalog)?;
+                SqlStatement::Query(query)
+            }
+            other => other,
+        };
         let ctx = self.query_context(&statement).await?;
         run(&ctx, statement, self.now()).await
     }

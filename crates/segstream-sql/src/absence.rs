@@ -6,7 +6,7 @@
 //!   AND NOT FOLLOWED BY (event_type = 'purchase') WITHIN INTERVAL '5 minutes'
 //! ```
 //!
-//! holds for an event once its window has closed with no later event of the same key
+//! holds for an event once its window has closed with no other event of the same key
 //! (the stream's key) meeting the condition in `[ts, ts + interval]`. It is sugar: the
 //! parser reads it as a marker call, and before planning it becomes plain SQL,
 //!
@@ -14,7 +14,8 @@
 //! e.ts <= NOW() - INTERVAL '5 minutes'
 //!   AND NOT EXISTS (SELECT 1 FROM events AS __followed
 //!                   WHERE __followed.user_id = e.user_id AND (event_type = 'purchase')
-//!                     AND __followed.ts >= e.ts AND __followed.ts <= e.ts + INTERVAL '5 minutes')
+//!                     AND __followed.ts >= e.ts AND __followed.ts <= e.ts + INTERVAL '5 minutes'
+//!                     AND NOT (<__followed is the event itself: equal in every column>))
 //! ```
 //!
 //! so it runs on the same operators (a temporal filter and an anti join) and batch SQL
@@ -50,11 +51,16 @@ pub(crate) fn rewrite_tokens(
     let is_word = |i: Option<usize>, word: &str| {
         i.is_some_and(|i| matches!(&tokens[i].token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word)))
     };
-    let error = |at: &TokenWithSpan| {
-        ParserError::ParserError(format!(
+    let error = |at: Option<&TokenWithSpan>| {
+        match at.filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF)) {
+        Some(at) => ParserError::ParserError(format!(
             "Expected: ( condition ) WITHIN INTERVAL '...' after NOT FOLLOWED BY, found: {} at Line: {}, Column: {}",
             at.token, at.span.start.line, at.span.start.column
-        ))
+        )),
+        None => ParserError::ParserError(
+            "Expected: ( condition ) WITHIN INTERVAL '...' after NOT FOLLOWED BY, found: EOF".to_string(),
+        ),
+    }
     };
     let mut out = Vec::with_capacity(tokens.len() + 4);
     let mut i = 0;
@@ -72,7 +78,7 @@ pub(crate) fn rewrite_tokens(
         let not = tokens[i].clone();
         let open = by.and_then(|b| significant(b + 1)).filter(|&o| tokens[o].token == Token::LParen);
         let Some(open) = open else {
-            return Err(error(&tokens[by.and_then(|b| significant(b + 1)).unwrap_or(tokens.len() - 1)]));
+            return Err(error(by.and_then(|b| significant(b + 1)).map(|i| &tokens[i])));
         };
         let mut depth = 0;
         let mut close = None;
@@ -89,7 +95,7 @@ pub(crate) fn rewrite_tokens(
                 _ => {}
             }
         }
-        let Some(close) = close else { return Err(error(&tokens[tokens.len() - 1])) };
+        let Some(close) = close else { return Err(error(None)) };
         let within = significant(close + 1);
         let interval = within.and_then(|w| significant(w + 1));
         let literal = interval.and_then(|v| significant(v + 1));
@@ -99,7 +105,9 @@ pub(crate) fn rewrite_tokens(
             )
             && literal.is_some_and(|l| matches!(tokens[l].token, Token::SingleQuotedString(_)));
         let (Some(within), Some(interval), Some(literal)) = (within, interval, literal) else {
-            return Err(error(&tokens[within.unwrap_or(tokens.len() - 1).min(tokens.len() - 1)]));
+            let missing =
+                [within, interval, literal].into_iter().flatten().last().and_then(|i| significant(i + 1));
+            return Err(error(missing.map(|i| &tokens[i])));
         };
         if !ok {
             let bad = [within, interval, literal][if !is_word(Some(within), "within") {
@@ -109,26 +117,49 @@ pub(crate) fn rewrite_tokens(
             } else {
                 2
             }];
-            return Err(error(&tokens[bad]));
+            return Err(error(Some(&tokens[bad])));
         }
+        // An optional unit after the literal: INTERVAL '5' MINUTE.
+        let unit = significant(literal + 1).filter(|&u| {
+            matches!(&tokens[u].token, Token::Word(w) if matches!(
+                w.keyword,
+                Keyword::SECOND | Keyword::MINUTE | Keyword::HOUR | Keyword::DAY | Keyword::WEEK
+            ))
+        });
+        let end = unit.unwrap_or(literal);
         let at = |token: Token, from: &TokenWithSpan| TokenWithSpan { token, span: from.span };
         out.push(at(Token::make_word(MARKER, None), &not));
         out.push(at(Token::LParen, &not));
         out.extend(tokens[open..=close].iter().cloned());
         out.push(at(Token::Comma, &tokens[within]));
         out.push(at(Token::Whitespace(Whitespace::Space), &tokens[within]));
-        out.extend(tokens[interval..=literal].iter().cloned());
-        out.push(at(Token::RParen, &tokens[literal]));
-        i = literal + 1;
+        out.extend(tokens[interval..=end].iter().cloned());
+        out.push(at(Token::RParen, &tokens[end]));
+        i = end + 1;
     }
     Ok(out)
 }
 
-/// Replaces every marker call in the query's SELECTs with its plain SQL.
+/// Replaces every marker call in the query's WHERE clauses with its plain SQL; a
+/// marker anywhere else (SELECT list, HAVING, ON) is an error.
 pub fn desugar(query: &mut Query, catalog: &Catalog) -> Result<()> {
+    desugar_where(query, catalog)?;
+    let mut finder = FindMarker { found: None };
+    let _ = query.visit(&mut finder);
+    match finder.found {
+        None => Ok(()),
+        Some(position) => Err(Error::unsupported(
+            "NOT FOLLOWED BY is only allowed in WHERE",
+            position,
+            "write it in the WHERE clause of a query over one stream",
+        )),
+    }
+}
+
+fn desugar_where(query: &mut Query, catalog: &Catalog) -> Result<()> {
     if let Some(with) = &mut query.with {
         for cte in &mut with.cte_tables {
-            desugar(&mut cte.query, catalog)?;
+            desugar_where(&mut cte.query, catalog)?;
         }
     }
     desugar_set_expr(&mut query.body, catalog)
@@ -137,7 +168,7 @@ pub fn desugar(query: &mut Query, catalog: &Catalog) -> Result<()> {
 fn desugar_set_expr(body: &mut SetExpr, catalog: &Catalog) -> Result<()> {
     match body {
         SetExpr::Select(select) => desugar_select(select, catalog),
-        SetExpr::Query(query) => desugar(query, catalog),
+        SetExpr::Query(query) => desugar_where(query, catalog),
         SetExpr::SetOperation { left, right, .. } => {
             desugar_set_expr(left, catalog)?;
             desugar_set_expr(right, catalog)
@@ -149,7 +180,12 @@ fn desugar_set_expr(body: &mut SetExpr, catalog: &Catalog) -> Result<()> {
 fn desugar_select(select: &mut Select, catalog: &Catalog) -> Result<()> {
     for table in &mut select.from {
         if let TableFactor::Derived { subquery, .. } = &mut table.relation {
-            desugar(subquery, catalog)?;
+            desugar_where(subquery, catalog)?;
+        }
+        for join in &mut table.joins {
+            if let TableFactor::Derived { subquery, .. } = &mut join.relation {
+                desugar_where(subquery, catalog)?;
+            }
         }
     }
     let Some(selection) = &mut select.selection else { return Ok(()) };
@@ -188,7 +224,10 @@ fn desugar_select(select: &mut Select, catalog: &Catalog) -> Result<()> {
     };
     let key = Ident::with_quote('"', relation.key.as_str());
     let ts = Ident::with_quote('"', relation.event_time.clone().unwrap_or_else(|| "ts".into()));
-    let mut replacer = ReplaceMarker { stream: Ident::with_quote('"', stream), outer, key, ts, error: None };
+    let columns =
+        relation.schema.fields().iter().map(|f| Ident::with_quote('"', f.name().as_str())).collect();
+    let mut replacer =
+        ReplaceMarker { stream: Ident::with_quote('"', stream), outer, key, ts, columns, error: None };
     let _ = selection.visit(&mut replacer);
     match replacer.error {
         Some(e) => Err(e.or_position(position)),
@@ -243,7 +282,7 @@ impl VisitorMut for NestedQueries<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        match desugar(query, self.catalog) {
+        match desugar_where(query, self.catalog) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 self.error = Some(e);
@@ -258,7 +297,33 @@ struct ReplaceMarker {
     outer: Ident,
     key: Ident,
     ts: Ident,
+    columns: Vec<Ident>,
     error: Option<Error>,
+}
+
+const CONDITION: &str = "__segstream_condition";
+const INTERVAL: &str = "__segstream_interval";
+
+/// Puts the analyst's own condition and interval (with their positions) where the
+/// template has placeholders.
+struct FillPlaceholders {
+    condition: Expr,
+    interval: Expr,
+}
+
+impl VisitorMut for FillPlaceholders {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Identifier(ident) = expr {
+            if ident.value == CONDITION {
+                *expr = self.condition.clone();
+            } else if ident.value == INTERVAL {
+                *expr = self.interval.clone();
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 impl VisitorMut for ReplaceMarker {
@@ -266,14 +331,24 @@ impl VisitorMut for ReplaceMarker {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let Some((condition, interval, _)) = marker_args(expr) else { return ControlFlow::Continue(()) };
+        let mut fill = FillPlaceholders { condition: condition.clone(), interval: interval.clone() };
         let (o, key, ts, stream) = (&self.outer, &self.key, &self.ts, &self.stream);
+        // A follower is another event: at or after this one's time, but not the event
+        // itself (a row equal to it in every column).
+        let itself = self
+            .columns
+            .iter()
+            .map(|c| format!("(__followed.{c} IS NOT DISTINCT FROM {o}.{c})"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let text = format!(
-            "({o}.{ts} <= NOW() - {interval} AND NOT EXISTS (SELECT 1 FROM {stream} AS __followed \
-             WHERE __followed.{key} = {o}.{key} AND {condition} \
-             AND __followed.{ts} >= {o}.{ts} AND __followed.{ts} <= {o}.{ts} + {interval}))"
+            "({o}.{ts} <= NOW() - {INTERVAL} AND NOT EXISTS (SELECT 1 FROM {stream} AS __followed \
+             WHERE __followed.{key} = {o}.{key} AND ({CONDITION}) \
+             AND __followed.{ts} >= {o}.{ts} AND __followed.{ts} <= {o}.{ts} + {INTERVAL} AND NOT ({itself})))"
         );
         match Parser::new(&GenericDialect {}).try_with_sql(&text).and_then(|mut p| p.parse_expr()) {
-            Ok(replacement) => {
+            Ok(mut replacement) => {
+                let _ = replacement.visit(&mut fill);
                 *expr = replacement;
                 ControlFlow::Continue(())
             }
