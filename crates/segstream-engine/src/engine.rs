@@ -221,7 +221,7 @@ impl Engine {
     /// With the wall clock, moves the engine's instant to now, applying the time-driven
     /// changes due on the way, so the statement sees one instant and every change due
     /// before it.
-    pub(crate) fn catch_up_with_wall_clock(&mut self) -> Result<()> {
+    pub fn catch_up_with_wall_clock(&mut self) -> Result<()> {
         if self.clock.mode == ClockMode::Wall {
             self.advance_clock_to(Clock::wall())?;
         }

@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use segstream_sql::ast::{Name, ObjectKind};
 use segstream_sql::schema::sql_type_name;
+use segstream_state::codec::{ByteReader, ByteWriter};
 use segstream_types::{Error, Result};
 
 use crate::engine::Engine;
@@ -31,6 +32,9 @@ pub struct IngestReport {
     /// Rows written (for a table with `keep_existing`, rows whose key was new).
     pub accepted: usize,
     pub rejected: Vec<RejectedRow>,
+    /// The idempotency key had been applied before: this is the first call's report and
+    /// nothing was applied now.
+    pub duplicate: bool,
 }
 
 /// A row that was not ingested, and why.
@@ -46,6 +50,27 @@ impl Engine {
     /// call (unknown relation, a segment, a column of the wrong type in an Arrow batch)
     /// are returned as `Err`; a bad row only rejects that row.
     pub fn ingest(&mut self, relation: &str, rows: IngestRows) -> Result<IngestReport> {
+        self.ingest_once(relation, rows, None)
+    }
+
+    /// [`Engine::ingest`] with an optional idempotency key: the first call with a key
+    /// applies its rows and stores its report in the same write batch; a later call with
+    /// the same key (a retry after a timeout) applies nothing and returns that report
+    /// with `duplicate` set. Keys are kept for the life of the data directory.
+    pub fn ingest_once(
+        &mut self,
+        relation: &str,
+        rows: IngestRows,
+        idempotency_key: Option<&str>,
+    ) -> Result<IngestReport> {
+        let marker_key = idempotency_key.map(|k| format!("ingest_key/{k}").into_bytes());
+        if let Some(key) = &marker_key {
+            if let Some(stored) = self.store.get(segstream_state::CF_META, key)? {
+                let mut report = decode_report(&stored)?;
+                report.duplicate = true;
+                return Ok(report);
+            }
+        }
         self.catch_up_with_wall_clock()?;
         let name = Name { value: relation.to_string(), position: None };
         let relation = self.relation(&name)?.clone();
@@ -59,9 +84,34 @@ impl Engine {
             IngestRows::Arrow(batch) => rows_from_arrow(&relation, &batch)?,
             IngestRows::Json(objects) => rows_from_json(&relation, &objects),
         };
-        let accepted = self.write_rows(&relation, values, false)?;
-        Ok(IngestReport { accepted, rejected })
+        let report = IngestReport { accepted: values.len(), rejected, duplicate: false };
+        let marker = marker_key.map(|key| (key, encode_report(&report)));
+        let accepted = self.write_rows(&relation, values, false, marker)?;
+        Ok(IngestReport { accepted, ..report })
     }
+}
+
+fn encode_report(report: &IngestReport) -> Vec<u8> {
+    let mut w = ByteWriter::default();
+    w.i64(report.accepted as i64).i64(report.rejected.len() as i64);
+    for row in &report.rejected {
+        w.i64(row.index as i64).bytes(row.reason.as_bytes());
+    }
+    w.0
+}
+
+fn decode_report(bytes: &[u8]) -> Result<IngestReport> {
+    let damaged = || Error::storage("a stored ingest report is damaged");
+    let mut r = ByteReader::new(bytes);
+    let accepted = usize::try_from(r.i64()?).map_err(|_| damaged())?;
+    let n = usize::try_from(r.i64()?).map_err(|_| damaged())?;
+    let mut rejected = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let index = usize::try_from(r.i64()?).map_err(|_| damaged())?;
+        let reason = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| damaged())?;
+        rejected.push(RejectedRow { index, reason });
+    }
+    Ok(IngestReport { accepted, rejected, duplicate: false })
 }
 
 type Checked = (Vec<Vec<ScalarValue>>, Vec<RejectedRow>);

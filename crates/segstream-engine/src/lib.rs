@@ -9,6 +9,7 @@
 mod clock;
 mod engine;
 mod ingest;
+mod lookup;
 mod maintain;
 mod output;
 mod query;
@@ -17,6 +18,7 @@ mod rows;
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
 pub use ingest::{IngestReport, IngestRows, RejectedRow};
+pub use lookup::MemberRecord;
 pub use maintain::{BackfillProgress, ChangeRecord};
 pub use output::Output;
 pub use segstream_ops::ChangeKind;

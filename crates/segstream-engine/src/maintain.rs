@@ -20,11 +20,11 @@ use crate::engine::Engine;
 pub(crate) const META_CLOCK: &str = "clock";
 
 /// `log/<name>`: the id a segment's members and change log are kept under.
-fn log_key(name: &str) -> String {
+pub(crate) fn log_key(name: &str) -> String {
     format!("log/{name}")
 }
 
-fn seq_key(log_id: u64) -> Vec<u8> {
+pub(crate) fn seq_key(log_id: u64) -> Vec<u8> {
     let mut key = b"seq/".to_vec();
     key.extend_from_slice(&log_id.to_be_bytes());
     key
@@ -417,7 +417,7 @@ impl Engine {
     }
 }
 
-fn decode_change(segment: &str, key: &[u8], value: &[u8]) -> Result<ChangeRecord> {
+pub(crate) fn decode_change(segment: &str, key: &[u8], value: &[u8]) -> Result<ChangeRecord> {
     let corrupt = || Error::storage("a change record is damaged");
     let seq = u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
     let mut r = segstream_state::codec::ByteReader::new(value);

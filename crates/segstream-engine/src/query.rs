@@ -24,7 +24,7 @@ use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
 use segstream_ops::membership::members;
 use segstream_ops::{SegmentDataflow, StepContext};
 use segstream_sql::ast::{ObjectKind, StatementKind};
-use segstream_sql::planner::{from_datafusion, session_config, SYSTEM_SCHEMA};
+use segstream_sql::planner::{closest, from_datafusion, session_config, SYSTEM_SCHEMA};
 use segstream_sql::{parse_statement, system, Relation};
 use segstream_state::codec::rows_to_batch;
 use segstream_types::{Error, Result, Timestamp};
@@ -38,7 +38,8 @@ impl Engine {
         segstream_sql::absence::desugar(&mut query, &self.catalog)?;
         let statement = SqlStatement::Query(Box::new(query));
         let ctx = self.query_context(&statement).await?;
-        let (schema, batches) = run(&ctx, statement, self.now()).await?;
+        let (schema, batches) =
+            run(&ctx, statement, self.now()).await.map_err(|e| self.explain_unknown_relation(e))?;
         Ok(Output::Rows { schema, batches })
     }
 
@@ -52,7 +53,26 @@ impl Engine {
             other => other,
         };
         let ctx = self.query_context(&statement).await?;
-        run(&ctx, statement, self.now()).await
+        run(&ctx, statement, self.now()).await.map_err(|e| self.explain_unknown_relation(e))
+    }
+
+    /// DataFusion names a missing relation by its internal path (`table
+    /// 'datafusion.public.x' not found`); say it as the segment planner does, with a
+    /// suggestion, keeping DataFusion's position.
+    fn explain_unknown_relation(&self, e: Error) -> Error {
+        let Error::Plan { message, position, help } = &e else { return e };
+        let Some(name) = message
+            .strip_prefix("table '")
+            .and_then(|m| m.strip_suffix("' not found"))
+            .map(|full| full.rsplit('.').next().unwrap_or(full))
+        else {
+            return e;
+        };
+        let mut message = format!("no stream, table or segment is named `{name}`");
+        if let Some(close) = closest(name, self.catalog.relations().map(|r| r.name.as_str())) {
+            message.push_str(&format!(" (did you mean `{close}`?)"));
+        }
+        Error::Plan { message, position: *position, help: help.clone() }
     }
 
     /// A segment's members by the contract's definition: its SELECT run as batch SQL

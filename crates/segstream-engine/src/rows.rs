@@ -152,7 +152,7 @@ impl Engine {
             }
         }
 
-        let written = self.write_rows(&relation, rows, keep_existing)?;
+        let written = self.write_rows(&relation, rows, keep_existing, None)?;
         Ok(Output::Done(format!("INSERT {written}")))
     }
 
@@ -164,6 +164,8 @@ impl Engine {
         relation: &segstream_sql::Relation,
         rows: Vec<Vec<ScalarValue>>,
         keep_existing: bool,
+        // A meta entry committed in the same write batch (an ingest's idempotency key).
+        marker: Option<(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
         let key_index =
@@ -204,6 +206,9 @@ impl Engine {
             }
         }
         let written = weights.iter().filter(|w| **w > 0).count();
+        if let Some((key, value)) = marker {
+            cx.put(CF_META, key, value);
+        }
         self.apply_relation_delta(&relation.name, &relation.schema, delta_rows, weights, cx)?;
         Ok(written)
     }

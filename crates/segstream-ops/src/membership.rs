@@ -157,6 +157,17 @@ impl MembershipSink {
         let row = decode_row(&self.schema, r.bytes()?)?;
         Ok(Member { weight, row })
     }
+
+    /// A stored member's weight (> 0 for a member) and row.
+    pub fn decode_parts(&self, bytes: &[u8]) -> Result<(i64, Vec<ScalarValue>)> {
+        let member = self.decode(bytes)?;
+        Ok((member.weight, member.row))
+    }
+
+    /// The segment's output schema: key first, then attributes.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
 }
 
 /// Every current member's row under a segment's log id.

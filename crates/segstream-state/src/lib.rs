@@ -85,6 +85,30 @@ impl Store {
         Ok(out)
     }
 
+    /// At most `limit` keys and values from `start` on, while the key starts with
+    /// `prefix`: a page of a scan, so a reader's memory does not grow with what it reads.
+    pub fn scan_range_limit(
+        &self,
+        family: &str,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(start, Direction::Forward));
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item.map_err(storage)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
     /// The stored definitions, in the order they were given ids.
     pub fn catalog_entries(&self) -> Result<Vec<(u64, String)>> {
         self.scan_prefix(CF_CATALOG, &[])?

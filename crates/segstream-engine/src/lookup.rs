@@ -1,0 +1,148 @@
+//! Reads for services: pages of a segment's change log and of its members, one member
+//! by key, the count. Each reads RocksDB directly and in pages, so a slow subscriber or
+//! a large segment costs a bounded amount of memory.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use segstream_ops::membership::MembershipSink;
+use segstream_ops::StepContext;
+use segstream_state::codec::encode_key;
+use segstream_state::{CF_CHANGES, CF_MEMBERS, CF_META};
+use segstream_types::{Error, Result};
+
+use crate::maintain::{attributes_json, decode_change, key_text, log_key, seq_key};
+use crate::{ChangeRecord, Engine};
+
+/// A member as services see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub key: String,
+    /// The member's attributes as a JSON object (`{}` for a segment without any).
+    pub attributes: String,
+}
+
+impl Engine {
+    fn log_id(&self, segment: &str) -> Result<u64> {
+        self.store
+            .meta_u64(&log_key(segment))?
+            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))
+    }
+
+    /// At most `limit` of a segment's changes with `seq >= from`, in order.
+    pub fn changes_page(&self, segment: &str, from: u64, limit: usize) -> Result<Vec<ChangeRecord>> {
+        let log_id = self.log_id(segment)?;
+        let mut start = log_id.to_be_bytes().to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        self.store
+            .scan_range_limit(CF_CHANGES, &start, &log_id.to_be_bytes(), limit)?
+            .iter()
+            .map(|(key, value)| decode_change(segment, key, value))
+            .collect()
+    }
+
+    /// The sequence number of a segment's last change (0 before any).
+    pub fn last_seq(&self, segment: &str) -> Result<u64> {
+        let log_id = self.log_id(segment)?;
+        match self.store.get(CF_META, &seq_key(log_id))? {
+            Some(v) => {
+                Ok(u64::from_be_bytes(v.try_into().map_err(|_| Error::storage("damaged sequence number"))?))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// The segment names, in name order.
+    pub fn segment_names(&self) -> Vec<String> {
+        self.dataflows.keys().cloned().collect()
+    }
+
+    fn sink_of(&self, segment: &str) -> Result<(MembershipSink, u64, DataType)> {
+        let df = self
+            .dataflows
+            .get(segment)
+            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))?;
+        Ok((
+            MembershipSink::new(df.output.clone(), df.log_id),
+            df.log_id,
+            df.output.field(0).data_type().clone(),
+        ))
+    }
+
+    /// The member with this key now, if there is one.
+    pub fn member(&self, segment: &str, key: &str) -> Result<Option<MemberRecord>> {
+        let (sink, log_id, key_type) = self.sink_of(segment)?;
+        let member_key = match key_type {
+            DataType::Utf8 => ScalarValue::Utf8(Some(key.to_string())),
+            other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(&other) {
+                Ok(v) if !v.is_null() => v,
+                _ => return Ok(None), // not a key of this segment's type
+            },
+        };
+        let mut k = log_id.to_be_bytes().to_vec();
+        encode_key(&member_key, &mut k)?;
+        let cx = StepContext::new(&self.store, self.clock.now());
+        let Some(bytes) = cx.get(CF_MEMBERS, &k)? else { return Ok(None) };
+        let (weight, row) = sink.decode_parts(&bytes)?;
+        Ok((weight > 0).then(|| MemberRecord {
+            key: key_text(&row[0]),
+            attributes: attributes_json(sink.schema(), Some(&row)),
+        }))
+    }
+
+    /// At most `limit` members in key order, after the member whose stored position is
+    /// `after` (a page token from the previous page; `None` for the first page). Returns
+    /// the members and the token of the next page, if there is one.
+    pub fn members_page(
+        &self,
+        segment: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<MemberRecord>, Option<Vec<u8>>)> {
+        let (sink, log_id, _) = self.sink_of(segment)?;
+        let prefix = log_id.to_be_bytes().to_vec();
+        let mut start = prefix.clone();
+        if let Some(after) = after {
+            start.extend_from_slice(after);
+            start.push(0); // the smallest key after `after`
+        }
+        let limit = limit.max(1);
+        let mut members = Vec::new();
+        // The stored position of the last member returned: the next page's token.
+        let mut last_returned: Option<Vec<u8>> = None;
+        let mut from = start;
+        loop {
+            // Entries of weight 0 are not members, so a page may take several reads.
+            let page = self.store.scan_range_limit(CF_MEMBERS, &from, &prefix, 256)?;
+            let Some((last_key, _)) = page.last() else { return Ok((members, None)) };
+            for (key, value) in &page {
+                let (weight, row) = sink.decode_parts(value)?;
+                if weight <= 0 {
+                    continue;
+                }
+                if members.len() == limit {
+                    // One more member exists: the page ends with the last one returned.
+                    return Ok((members, last_returned));
+                }
+                members.push(MemberRecord {
+                    key: key_text(&row[0]),
+                    attributes: attributes_json(sink.schema(), Some(&row)),
+                });
+                last_returned = Some(key[prefix.len()..].to_vec());
+            }
+            from = last_key.clone();
+            from.push(0);
+        }
+    }
+
+    /// How many members a segment has now.
+    pub fn member_count(&self, segment: &str) -> Result<u64> {
+        let (sink, log_id, _) = self.sink_of(segment)?;
+        let mut count = 0;
+        for (_, value) in self.store.scan_prefix(CF_MEMBERS, &log_id.to_be_bytes())? {
+            if sink.decode_parts(&value)?.0 > 0 {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+}
