@@ -3,6 +3,7 @@
 
 mod catalog_restart;
 mod cli;
+mod fixtures;
 mod ingest;
 mod malformed;
 mod oracle;

@@ -8,6 +8,9 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use segstream_engine::{ClockMode, Engine, EngineOptions};
 use segstream_types::{Error, Position};
 
+mod demo;
+mod fixtures;
+
 #[derive(Parser)]
 #[command(
     name = "segstream",
@@ -46,6 +49,58 @@ Statements run in the order given; the first error stops the run and exits with 
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+
+    /// Run sqllogictest fixtures (.slt): each file in a fresh data directory on the manual clock.
+    #[command(after_help = "Examples:
+  segstream test sql-examples/
+  segstream test sql-examples/recent_buyers/recent_buyers.slt
+  segstream test --complete my_segment.slt    # fill in the expected rows of a new fixture
+
+A fixture is a list of records separated by blank lines:
+
+  statement ok
+  ADVANCE TIME TO TIMESTAMP '2026-04-01 13:00:00'
+
+  query TTP
+  SELECT key, kind, at FROM segstream.changes WHERE segment = 'recent_buyers' ORDER BY seq
+  ----
+  ann entered 2026-04-01T10:00:00
+  ann exited 2026-04-01T13:00:00
+
+Exits with status 1 when any file fails. --data-dir and --clock do not apply. See docs/testing.md.")]
+    Test {
+        /// Fixture files, or directories searched for `.slt` files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+
+        /// Write each query's results (and column types) into the file instead of checking them.
+        #[arg(long)]
+        complete: bool,
+    },
+
+    /// Watch the product work: the reference workload's seven segments over live generated events.
+    #[command(after_help = "Examples:
+  segstream demo                       # until Ctrl-C, in a temporary data directory
+  segstream demo --rate 2000 --users 50000
+  segstream --data-dir ./demo-data demo --duration 60
+
+Creates the stream, table and segments of sql-examples/workload/, loads a profile per user, then
+streams events stamped with the wall clock and shows each segment's members and the latest entries
+and exits, read from the change log as a subscriber would. Without --data-dir the data goes to a
+temporary directory removed at the end.")]
+    Demo {
+        /// Events per second.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        rate: u64,
+
+        /// Users in the generated population (each with a profile).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        users: u64,
+
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+    },
 }
 
 #[tokio::main]
@@ -69,6 +124,26 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
     let options = EngineOptions::new(&cli.data_dir).with_clock(cli.clock);
     match cli.command {
+        Command::Test { paths, complete } => fixtures::run(&paths, complete).await,
+        Command::Demo { rate, users, duration } => {
+            let options = demo::DemoOptions {
+                rate,
+                users: users as usize,
+                duration: duration.map(std::time::Duration::from_secs),
+            };
+            // Unless a data directory was asked for, the demo leaves nothing behind.
+            let explicit = matches!(
+                matches.value_source("data_dir"),
+                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+            );
+            if explicit {
+                demo::run(&cli.data_dir, options).await?;
+            } else {
+                let dir = tempfile::Builder::new().prefix("segstream-demo").tempdir()?;
+                demo::run(dir.path(), options).await?;
+            }
+            Ok(true)
+        }
         Command::Sql { execute, files } => {
             let mut engine = Engine::open(options)
                 .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?;
