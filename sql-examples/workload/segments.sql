@@ -39,7 +39,7 @@ WHERE event_type = 'purchase' AND ts > NOW() - INTERVAL '90 days'
 GROUP BY user_id
 HAVING COUNT(*) >= 3 AND SUM(amount) >= 300 AND MAX(ts) > NOW() - INTERVAL '14 days';
 
--- suppression: recent sign-ups who have not bought yet
+-- suppression: recent sign-ups (7 days) who are not recent buyers (3 hours)
 CREATE SEGMENT welcome_offer AS
 SELECT user_id FROM profiles WHERE signup_at > NOW() - INTERVAL '7 days'
 EXCEPT

@@ -4,6 +4,7 @@
 mod catalog_restart;
 mod cli;
 mod fixtures;
+mod grpc;
 mod ingest;
 mod malformed;
 mod oracle;

@@ -237,9 +237,11 @@ pub fn parse(text: &str) -> Result<Vec<Record>, ParseError> {
                 i += 1;
             }
             "hash-threshold" | "control" => i += 1,
-            other => return Err(error(format!(
+            other => {
+                return Err(error(format!(
                 "unknown record `{other}`: expected `statement`, `query`, `include`, `halt` or a `#` comment"
-            ))),
+            )))
+            }
         }
     }
     Ok(records)

@@ -6,10 +6,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use segstream_engine::{ClockMode, Engine, EngineOptions};
-use segstream_types::{Error, Position};
 
 mod demo;
 mod fixtures;
+mod ingest_file;
+mod remote;
+mod shell;
+mod subscribe_cmd;
+
+use remote::Remote;
+use shell::Target;
 
 #[derive(Parser)]
 #[command(
@@ -26,20 +32,36 @@ struct Cli {
     #[arg(long, global = true, default_value = "wall", env = "SEGSTREAM_CLOCK")]
     clock: ClockMode,
 
+    /// A running server to talk to (`host:port` or a URL) instead of the data directory.
+    /// `serve` listens here.
+    #[arg(long, global = true, env = "SEGSTREAM_ADDR", value_name = "ADDR")]
+    addr: Option<String>,
+
+    /// Bearer token: `serve` requires it of every call; clients send it.
+    #[arg(long, global = true, env = "SEGSTREAM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// Clients: a CA certificate (PEM) to trust for a TLS server (implies https).
+    #[arg(long, global = true, env = "SEGSTREAM_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run statements against the data directory and print their results.
+    /// Run statements (from -e, -f, standard input, or an interactive shell) and print their results.
     #[command(after_help = "Examples:
+  segstream sql                                    # interactive shell (history in ~/.segstream_history)
   segstream sql -e \"SHOW SEGMENTS\"
+  segstream sql --addr 127.0.0.1:50051 -e \"SELECT * FROM recent_buyers\"
   segstream sql -f sql-examples/workload/schema.sql -f sql-examples/workload/segments.sql
   segstream sql --clock manual -e \"ADVANCE TIME BY INTERVAL '1 hour'\" -e \"SELECT NOW()\"
   echo \"EXPLAIN SEGMENT recent_buyers\" | segstream sql
 
-Statements run in the order given; the first error stops the run and exits with status 1.")]
+Statements run in the order given; the first error stops the run and exits with status 1.
+Without --addr they run against the data directory (no server may have it open).")]
     Sql {
         /// A statement (or several, separated by `;`). May be repeated.
         #[arg(short = 'e', long = "execute", value_name = "SQL")]
@@ -48,6 +70,92 @@ Statements run in the order given; the first error stops the run and exits with 
         /// A file of statements. May be repeated; -e and -f run in the order given.
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+
+    /// Serve the gRPC API (and Prometheus metrics) over the data directory.
+    #[command(after_help = "Examples:
+  segstream serve                                   # ./segstream-data, 127.0.0.1:50051, wall clock
+  segstream serve --addr 0.0.0.0:50051 --token \"$TOKEN\" --tls-cert cert.pem --tls-key key.pem
+  segstream --clock manual --data-dir /tmp/t serve --addr 127.0.0.1:0 --metrics-addr off
+
+Prints `listening on ADDR` (and the metrics address) once ready; stops cleanly on Ctrl-C or SIGTERM.
+The API: docs/grpc-api.md.")]
+    Serve {
+        /// Prometheus metrics address (`off` for none).
+        #[arg(long, default_value = "127.0.0.1:9464", env = "SEGSTREAM_METRICS_ADDR", value_name = "ADDR")]
+        metrics_addr: String,
+
+        /// TLS certificate chain (PEM); with --tls-key, the server speaks only TLS.
+        #[arg(long, requires = "tls_key", value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert", value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+
+        /// Largest request accepted, in MiB.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        max_request_mib: u64,
+
+        /// Wall clock: the longest a time-driven change (an exit at a window's end) waits, in ms.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        timer_delay_ms: u64,
+    },
+
+    /// Load a file of rows (NDJSON, CSV or Parquet) into a stream or table.
+    #[command(after_help = "Examples:
+  segstream ingest --stream events events.ndjson
+  segstream ingest --table profiles profiles.csv --addr 127.0.0.1:50051
+  segstream ingest --stream events day1.parquet
+
+Columns are matched by name and converted to the declared types; a row that does not fit is
+rejected (the summary names its line or row and why) and the others are loaded. Without --addr
+the rows go into the data directory.")]
+    Ingest {
+        /// The stream to load into.
+        #[arg(long, value_name = "NAME", conflicts_with = "table", required_unless_present = "table")]
+        stream: Option<String>,
+
+        /// The table to load into (rows upsert by key).
+        #[arg(long, value_name = "NAME")]
+        table: Option<String>,
+
+        /// The format, when the file name does not say (.ndjson/.jsonl/.json, .csv, .parquet).
+        #[arg(long, value_enum)]
+        format: Option<ingest_file::FileFormat>,
+
+        /// The file of rows.
+        file: PathBuf,
+    },
+
+    /// Print a segment's membership changes as they happen (needs a running server).
+    #[command(after_help = "Examples:
+  segstream subscribe recent_buyers --snapshot        # current members, then live changes
+  segstream subscribe recent_buyers --from 120        # every change from #120 on (resume)
+  segstream subscribe recent_buyers cart_abandoners --json --count 10
+
+Each change prints as `SEGMENT  #SEQ  KIND  KEY  AT  ATTRIBUTES`; sequence numbers grow by 1 per
+segment, so a client that remembers the last one it applied resumes with --from LAST+1.")]
+    Subscribe {
+        /// Segments to follow.
+        #[arg(required = true, value_name = "SEGMENT")]
+        segments: Vec<String>,
+
+        /// Start with the current members, then a marker, then live changes.
+        #[arg(long, conflicts_with = "from")]
+        snapshot: bool,
+
+        /// Start at this sequence number (inclusive) in each segment.
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+
+        /// Exit after this many changes.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
 
     /// Run sqllogictest fixtures (.slt): each file in a fresh data directory on the manual clock.
@@ -123,6 +231,12 @@ async fn main() -> std::process::ExitCode {
 /// `Ok(false)` when a statement failed (already reported).
 async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
     let options = EngineOptions::new(&cli.data_dir).with_clock(cli.clock);
+    let remote = match (&cli.command, &cli.addr) {
+        (Command::Serve { .. }, _) | (_, None) => None,
+        (_, Some(addr)) => {
+            Some(Remote { addr: addr.clone(), token: cli.token.clone(), ca_cert: cli.ca_cert.clone() })
+        }
+    };
     match cli.command {
         Command::Test { paths, complete } => fixtures::run(&paths, complete).await,
         Command::Demo { rate, users, duration } => {
@@ -145,13 +259,6 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Sql { execute, files } => {
-            let mut engine = Engine::open(options)
-                .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?;
-            engine.on_backfill_progress(|p| {
-                if p.total > 100_000 {
-                    eprintln!("backfill {}: {} rows of {} from {}", p.segment, p.rows, p.total, p.relation);
-                }
-            });
             // -e and -f in command-line order: clap keeps each occurrence's index.
             let sql_matches = matches.subcommand_matches("sql");
             let indices = |id: &str| -> Vec<usize> {
@@ -174,63 +281,136 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
                 };
                 scripts.push((origin, text));
             }
-            if scripts.is_empty() {
-                if std::io::stdin().is_terminal() {
-                    anyhow::bail!(
-                        "give statements with -e or -f, or pipe them in (see `segstream sql --help`)"
-                    );
-                }
+            let interactive = scripts.is_empty() && std::io::stdin().is_terminal();
+            if scripts.is_empty() && !interactive {
                 let mut text = String::new();
                 std::io::stdin()
                     .read_to_string(&mut text)
                     .context("reading statements from standard input")?;
                 scripts.push(("<stdin>".into(), text));
             }
+            let (mut target, described) = match remote {
+                Some(remote) => (Target::Remote(remote.connect().await?), format!("server {}", remote.addr)),
+                None => (
+                    Target::Embedded(Box::new(open_engine(options, &cli.data_dir)?)),
+                    format!("data directory {}, {} clock", cli.data_dir.display(), cli.clock),
+                ),
+            };
+            if interactive {
+                shell::interactive(&mut target, &described).await?;
+                return Ok(true);
+            }
             for (origin, text) in &scripts {
-                if !run_script(&mut engine, origin, text).await {
+                if !target.run_script(origin, text).await {
                     return Ok(false);
                 }
             }
             Ok(true)
         }
+        Command::Serve { metrics_addr, tls_cert, tls_key, max_request_mib, timer_delay_ms } => {
+            let mut config = segstream_server::ServerConfig::new(&cli.data_dir);
+            config.clock = cli.clock;
+            if let Some(addr) = &cli.addr {
+                config.addr = resolve(addr).with_context(|| format!("--addr {addr}"))?;
+            }
+            config.metrics_addr = match metrics_addr.as_str() {
+                "off" | "none" | "" => None,
+                addr => Some(resolve(addr).with_context(|| format!("--metrics-addr {addr}"))?),
+            };
+            config.token = cli.token.clone().filter(|t| !t.is_empty());
+            config.tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(segstream_server::TlsFiles { cert, key }),
+                _ => None,
+            };
+            config.max_request_bytes = (max_request_mib * 1024 * 1024) as usize;
+            config.timer_delay = std::time::Duration::from_millis(timer_delay_ms);
+            let secured = config.token.is_some();
+            let tls = config.tls.is_some();
+            segstream_server::serve(config, shutdown_signal(), |listening| {
+                println!(
+                    "listening on {}{}{}",
+                    listening.grpc,
+                    if tls { " (TLS)" } else { "" },
+                    if secured { ", bearer token required" } else { "" }
+                );
+                if let Some(metrics) = listening.metrics {
+                    println!("metrics on http://{metrics}/metrics");
+                }
+                println!("data directory {}, {} clock", cli.data_dir.display(), cli.clock);
+            })
+            .await
+            .with_context(|| format!("serving the data directory {}", cli.data_dir.display()))?;
+            println!("stopped");
+            Ok(true)
+        }
+        Command::Ingest { stream, table, format, file } => {
+            let relation = stream.or(table).context("name the stream (--stream) or table (--table)")?;
+            let mut destination = match remote {
+                Some(remote) => ingest_file::Destination::Remote(remote.connect().await?),
+                None => ingest_file::Destination::Embedded(Box::new(open_engine(options, &cli.data_dir)?)),
+            };
+            let rejected = ingest_file::run(&mut destination, &relation, &file, format).await?;
+            Ok(rejected == 0)
+        }
+        Command::Subscribe { segments, snapshot, from, count, json } => {
+            let Some(remote) = remote else {
+                anyhow::bail!(
+                    "subscribe follows a running server: start `segstream serve` and give its address with --addr \
+                     (or SEGSTREAM_ADDR)"
+                );
+            };
+            let start = match (snapshot, from) {
+                (true, _) => subscribe_cmd::Start::Snapshot,
+                (false, Some(seq)) => subscribe_cmd::Start::From(seq),
+                (false, None) => subscribe_cmd::Start::Now,
+            };
+            let mut client = remote.connect().await?;
+            subscribe_cmd::run(&mut client, subscribe_cmd::Options { segments, start, count, json }).await?;
+            Ok(true)
+        }
+    }
+}
+
+fn open_engine(options: EngineOptions, data_dir: &std::path::Path) -> anyhow::Result<Engine> {
+    let mut engine = Engine::open(options)
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    engine.on_backfill_progress(|p| {
+        if p.total > 100_000 {
+            eprintln!("backfill {}: {} rows of {} from {}", p.segment, p.rows, p.total, p.relation);
+        }
+    });
+    Ok(engine)
+}
+
+/// `host:port` to a socket address (`localhost` allowed).
+fn resolve(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()?.next().with_context(|| format!("{addr} names no address"))
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
 enum Source {
     Text(String),
     File(PathBuf),
-}
-
-async fn run_script(engine: &mut Engine, origin: &str, text: &str) -> bool {
-    let statements = match segstream_sql::parse_statements(text) {
-        Ok(s) => s,
-        Err(e) => {
-            report(origin, text, &e);
-            return false;
-        }
-    };
-    for statement in statements {
-        match engine.execute_statement(&statement).await {
-            Ok(output) => println!("{}\n", output.render()),
-            Err(e) => {
-                report(origin, text, &e.or_position(statement.position));
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// Prints an error with the line it points at and a caret under the column.
-fn report(origin: &str, text: &str, error: &Error) {
-    eprintln!("error: {error}");
-    if let Some(Position { line, column }) = error.position() {
-        eprintln!("  --> {origin}:{line}:{column}");
-        if let Some(source_line) = text.lines().nth((line as usize).saturating_sub(1)) {
-            let gutter = line.to_string();
-            eprintln!("{} |", " ".repeat(gutter.len()));
-            eprintln!("{gutter} | {source_line}");
-            eprintln!("{} | {}^", " ".repeat(gutter.len()), " ".repeat((column as usize).saturating_sub(1)));
-        }
-    }
 }

@@ -1,0 +1,160 @@
+//! The segstream server: the `segstream.v1.Segstream` gRPC service over one embedded
+//! engine, with the standard health service and reflection, an optional bearer token and
+//! TLS, request size limits, a wall-clock ticker that applies time-driven changes within
+//! a bounded delay, and Prometheus metrics over HTTP.
+
+pub mod auth;
+pub mod convert;
+pub mod metrics;
+pub mod service;
+pub mod shared;
+pub mod subscribe;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use segstream_engine::{ClockMode, Engine, EngineOptions};
+use segstream_proto::v1::segstream_server::SegstreamServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::auth::BearerAuth;
+use crate::service::SegstreamService;
+use crate::shared::Shared;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub clock: ClockMode,
+    /// gRPC address (port 0 picks a free port; [`serve`] reports the real one).
+    pub addr: SocketAddr,
+    /// Prometheus endpoint address; `None` serves no metrics.
+    pub metrics_addr: Option<SocketAddr>,
+    /// When set, calls must carry `authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Serve TLS with this certificate chain and private key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// With the wall clock: how often the clock is caught up, so a time-driven change is
+    /// applied at most this long after its instant.
+    pub timer_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            clock: ClockMode::Wall,
+            addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            token: None,
+            tls: None,
+            max_request_bytes: 16 * 1024 * 1024,
+            timer_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Engine(#[from] segstream_types::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Where a started server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub grpc: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Opens the data directory and serves until `shutdown` completes; `on_listening` is
+/// told the real addresses once both listeners are bound.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(Listening),
+) -> Result<(), ServerError> {
+    let engine = Engine::open(EngineOptions::new(&config.data_dir).with_clock(config.clock))?;
+    let shared = Shared::new(engine);
+
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+    let grpc = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+    let mut metrics = None;
+    let mut background = Vec::new();
+    if let Some(addr) = config.metrics_addr {
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        metrics = Some(listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?);
+        background.push(tokio::spawn(metrics::serve_metrics(listener, Arc::clone(&shared.metrics))));
+    }
+    if config.clock == ClockMode::Wall {
+        background.push(tokio::spawn(tick_wall_clock(Arc::clone(&shared), config.timer_delay)));
+    }
+
+    let service = SegstreamServer::new(SegstreamService::new(Arc::clone(&shared)))
+        .max_decoding_message_size(config.max_request_bytes);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SegstreamServer<SegstreamService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(segstream_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| ServerError::ReadFile { path: path.clone(), source })
+        };
+        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    let auth = BearerAuth::new(config.token.as_deref());
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(tonic::service::interceptor::InterceptedService::new(service, auth));
+    on_listening(Listening { grpc, metrics });
+    let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    for task in background {
+        task.abort();
+    }
+    result?;
+    Ok(())
+}
+
+/// Catches the wall clock up every `delay`, so members leave windows on time with no
+/// event arriving.
+async fn tick_wall_clock(shared: Arc<Shared>, delay: Duration) {
+    let mut ticker = tokio::time::interval(delay.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut step = shared.step().await;
+        if let Err(e) = step.catch_up_with_wall_clock() {
+            eprintln!("segstream: applying time-driven changes failed (will retry): {e}");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! One subscription: a task that reads the durable change log at the subscriber's pace.
+//!
+//! It reads a page of changes with the engine held, lets go, and sends them into a small
+//! bounded channel; when the client is slow the send waits, so the server's memory does
+//! not grow with the client's lag (the log is on disk). When it has caught up it waits for
+//! the next step, sending a Progress message with the clock every interval.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use segstream_engine::Engine;
+use segstream_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::convert::{change, status};
+use crate::shared::Shared;
+
+/// Changes read per page.
+const PAGE: usize = 256;
+/// Members read per page of a snapshot.
+const SNAPSHOT_PAGE: usize = 1024;
+
+pub type Sender = mpsc::Sender<Result<pb::SubscribeResponse, Status>>;
+
+fn event(event: pb::subscribe_response::Event) -> Result<pb::SubscribeResponse, Status> {
+    Ok(pb::SubscribeResponse { event: Some(event) })
+}
+
+/// Checks the request against the log and returns each segment's starting position:
+/// the last sequence number the subscriber already has.
+pub fn positions(engine: &Engine, request: &pb::SubscribeRequest) -> Result<BTreeMap<String, u64>, Status> {
+    use pb::subscribe_request::Start;
+    if request.segments.is_empty() {
+        return Err(Status::invalid_argument("name at least one segment to subscribe to"));
+    }
+    let mut positions = BTreeMap::new();
+    for segment in &request.segments {
+        let last = engine.last_seq(segment).map_err(status)?;
+        let position = match &request.start {
+            None | Some(Start::Now(_)) | Some(Start::Snapshot(_)) => last,
+            Some(Start::Resume(resume)) => {
+                let after = resume.after_seq.get(segment).copied().unwrap_or(0);
+                if after > last {
+                    return Err(Status::out_of_range(format!(
+                        "segment `{segment}` has logged {last} changes, so it cannot resume after {after}: \
+                         is this the server the client was subscribed to?"
+                    )));
+                }
+                after
+            }
+        };
+        positions.insert(segment.clone(), position);
+    }
+    Ok(positions)
+}
+
+/// Sends the segments' current members and the SnapshotEnd marker, and returns the
+/// positions the snapshot stands at. Members and positions are read with the engine
+/// held, so they agree exactly; they are sent after it is let go.
+pub async fn snapshot(
+    shared: &Shared,
+    request: &pb::SubscribeRequest,
+    tx: &Sender,
+) -> Result<BTreeMap<String, u64>, Status> {
+    let left = || Status::cancelled("the subscriber left");
+    let engine = shared.read().await;
+    let positions = positions(&engine, request)?;
+    let mut members = Vec::new();
+    for segment in &request.segments {
+        let mut token: Option<Vec<u8>> = None;
+        loop {
+            let (page, next) =
+                engine.members_page(segment, token.as_deref(), SNAPSHOT_PAGE).map_err(status)?;
+            members.extend(page.into_iter().map(|m| pb::SnapshotMember {
+                segment: segment.clone(),
+                key: m.key,
+                attributes_json: m.attributes,
+            }));
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    drop(engine);
+    for member in members {
+        tx.send(event(pb::subscribe_response::Event::Member(member))).await.map_err(|_| left())?;
+    }
+    let end = pb::SnapshotEnd { seq: positions.clone().into_iter().collect() };
+    tx.send(event(pb::subscribe_response::Event::SnapshotEnd(end))).await.map_err(|_| left())?;
+    Ok(positions)
+}
+
+/// Sends every change after `positions`, then follows the log until the subscriber
+/// leaves or a segment is dropped.
+pub async fn follow(
+    shared: Arc<Shared>,
+    id: u64,
+    mut positions: BTreeMap<String, u64>,
+    progress_every: Duration,
+    tx: Sender,
+) {
+    let mut version = shared.watch_log();
+    shared.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
+    let result = follow_inner(&shared, id, &mut positions, progress_every, &tx, &mut version).await;
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+    shared.metrics.subscribers.fetch_sub(1, Ordering::Relaxed);
+    if let Ok(mut lag) = shared.metrics.subscriber_lag.lock() {
+        lag.remove(&id);
+    }
+}
+
+async fn follow_inner(
+    shared: &Shared,
+    id: u64,
+    positions: &mut BTreeMap<String, u64>,
+    progress_every: Duration,
+    tx: &Sender,
+    version: &mut tokio::sync::watch::Receiver<u64>,
+) -> Result<(), Status> {
+    let left = || Status::cancelled("the subscriber left");
+    loop {
+        // Seen before reading, so a step during the read wakes the wait below.
+        version.borrow_and_update();
+        loop {
+            let mut sent = false;
+            let mut lag = 0;
+            for (segment, position) in positions.iter_mut() {
+                let (page, last) = {
+                    let engine = shared.read().await;
+                    (
+                        engine.changes_page(segment, *position + 1, PAGE).map_err(status)?,
+                        engine.last_seq(segment).map_err(status)?,
+                    )
+                };
+                for record in &page {
+                    tx.send(event(pb::subscribe_response::Event::Change(change(record))))
+                        .await
+                        .map_err(|_| left())?;
+                    *position = record.seq;
+                    sent = true;
+                }
+                lag += last.saturating_sub(*position);
+            }
+            if let Ok(mut l) = shared.metrics.subscriber_lag.lock() {
+                l.insert(id, lag);
+            }
+            if !sent {
+                break;
+            }
+        }
+        tokio::select! {
+            changed = version.changed() => {
+                if changed.is_err() {
+                    return Err(Status::unavailable("the server is shutting down"));
+                }
+            }
+            _ = tokio::time::sleep(progress_every) => {
+                let clock = shared.read().await.now().nanos();
+                let progress = pb::Progress { clock_unix_nanos: clock, seq: positions.clone().into_iter().collect() };
+                tx.send(event(pb::subscribe_response::Event::Progress(progress))).await.map_err(|_| left())?;
+            }
+            _ = tx.closed() => return Err(left()),
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The real `segstream serve` binary on a free localhost port, driven by a tonic client
+//! and by the command line: snapshot, live changes, disconnect and resume with no gap or
+//! duplicate (also across a server restart), lookups, auth, error codes, metrics.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use segstream_proto::v1 as pb;
+use segstream_proto::v1::segstream_client::SegstreamClient;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::support::repo_root;
+
+/// A running `segstream serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub metrics: Option<String>,
+}
+
+impl Server {
+    /// Starts the server on the manual clock with the given extra arguments and waits
+    /// for its `listening on` line.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_segstream"))
+            .args(["--clock", "manual", "--data-dir"])
+            .arg(data_dir)
+            .args(["serve", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("SEGSTREAM_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("segstream serve starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+        let (mut addr, mut metrics) = (None, None);
+        let mut line = String::new();
+        while addr.is_none() || metrics.is_none() {
+            line.clear();
+            if lines.read_line(&mut line).expect("reads") == 0 {
+                panic!("segstream serve exited before listening: {:?}", child.wait());
+            }
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                addr = Some(rest.split([' ', ',']).next().unwrap_or_default().trim().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("metrics on http://") {
+                metrics = Some(rest.trim().trim_end_matches("/metrics").to_string());
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = lines.read_to_string(&mut sink);
+        });
+        Server { child, addr: addr.expect("address"), metrics }
+    }
+
+    pub async fn client(&self) -> SegstreamClient<Channel> {
+        SegstreamClient::connect(format!("http://{}", self.addr)).await.expect("connects")
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn execute(client: &mut SegstreamClient<Channel>, sql: &str) -> pb::ExecuteResponse {
+    client
+        .execute(pb::ExecuteRequest { sql: sql.into() })
+        .await
+        .unwrap_or_else(|s| panic!("{sql}: {s}"))
+        .into_inner()
+}
+
+pub fn json_rows(rows: &[serde_json::Value]) -> Option<pb::ingest_request::Payload> {
+    Some(pb::ingest_request::Payload::Json(pb::JsonRows {
+        rows: rows.iter().map(|r| r.to_string()).collect(),
+    }))
+}
+
+fn purchase(id: &str, user: &str, ts: &str) -> serde_json::Value {
+    serde_json::json!({"event_id": id, "user_id": user, "event_type": "purchase", "product_id": "s", "amount": 10.0, "ts": ts})
+}
+
+pub async fn ingest(
+    client: &mut SegstreamClient<Channel>,
+    relation: &str,
+    rows: &[serde_json::Value],
+) -> pb::IngestResponse {
+    let request = pb::IngestRequest {
+        relation: relation.into(),
+        payload: json_rows(rows),
+        idempotency_key: String::new(),
+    };
+    client.ingest(request).await.expect("ingest").into_inner()
+}
+
+async fn advance_to(client: &mut SegstreamClient<Channel>, time: &str) {
+    execute(client, &format!("ADVANCE TIME TO TIMESTAMP '{time}'")).await;
+}
+
+/// The segment's whole change log as `(seq, key, kind)`, read with SQL.
+async fn change_log(client: &mut SegstreamClient<Channel>, segment: &str) -> Vec<(u64, String, String)> {
+    let response = execute(
+        client,
+        &format!("SELECT seq, key, kind FROM segstream.changes WHERE segment = '{segment}' ORDER BY seq"),
+    )
+    .await;
+    let Some(pb::statement_result::Result::Rows(set)) = &response.results[0].result else { panic!("rows") };
+    set.rows
+        .iter()
+        .map(|r| {
+            let text = |i: usize| segstream_proto::display::value_text(&r.values[i]);
+            (text(0).parse().expect("seq"), text(1), text(2))
+        })
+        .collect()
+}
+
+fn kind(change: &pb::Change) -> String {
+    match pb::ChangeKind::try_from(change.kind) {
+        Ok(pb::ChangeKind::Entered) => "entered".into(),
+        Ok(pb::ChangeKind::Exited) => "exited".into(),
+        Ok(pb::ChangeKind::Updated) => "updated".into(),
+        _ => "?".into(),
+    }
+}
+
+/// The next change on a stream, skipping progress messages; fails after 10 s.
+async fn next_change(stream: &mut tonic::Streaming<pb::SubscribeResponse>) -> pb::Change {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("a change within 10 s")
+            .expect("stream ok")
+            .expect("stream open");
+        match message.event {
+            Some(pb::subscribe_response::Event::Change(change)) => return change,
+            Some(pb::subscribe_response::Event::Progress(_)) => continue,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+}
+
+async fn setup_workload(client: &mut SegstreamClient<Channel>) {
+    let schema =
+        std::fs::read_to_string(repo_root().join("sql-examples/workload/schema.sql")).expect("schema");
+    execute(client, &schema).await;
+    let segment =
+        std::fs::read_to_string(repo_root().join("sql-examples/recent_buyers/segment.sql")).expect("segment");
+    execute(client, &segment).await;
+    advance_to(client, "2026-04-01 10:00:00").await;
+}
+
+/// Snapshot, then live changes; disconnect midway, resume from the last sequence seen —
+/// also after the server was killed and restarted — and the changes received are exactly
+/// the log: no gap, no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_live_and_resume_across_restarts_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    setup_workload(&mut client).await;
+    let response = ingest(&mut client, "events", &[purchase("p1", "ann", "2026-04-01 10:00:00")]).await;
+    assert_eq!(response.accepted, 1);
+
+    // Snapshot: ann is a member; the marker says the log stands at 1.
+    let request = pb::SubscribeRequest {
+        segments: vec!["recent_buyers".into()],
+        start: Some(pb::subscribe_request::Start::Snapshot(pb::Snapshot {})),
+        progress_interval_ms: 50,
+    };
+    let mut stream = client.subscribe(request).await.expect("subscribes").into_inner();
+    let first = stream.message().await.expect("ok").expect("open");
+    match first.event {
+        Some(pb::subscribe_response::Event::Member(m)) => {
+            assert_eq!((m.segment.as_str(), m.key.as_str()), ("recent_buyers", "ann"))
+        }
+        other => panic!("expected the snapshot member, got {other:?}"),
+    }
+    match stream.message().await.expect("ok").expect("open").event {
+        Some(pb::subscribe_response::Event::SnapshotEnd(end)) => {
+            assert_eq!(end.seq.get("recent_buyers"), Some(&1))
+        }
+        other => panic!("expected the snapshot marker, got {other:?}"),
+    }
+
+    // Live: bo enters, ann leaves by the clock alone (at 13:00 exactly).
+    ingest(&mut client, "events", &[purchase("p2", "bo", "2026-04-01 11:00:00")]).await;
+    advance_to(&mut client, "2026-04-01 13:30:00").await;
+    let mut received: Vec<(u64, String, String)> = Vec::new();
+    for _ in 0..2 {
+        let c = next_change(&mut stream).await;
+        received.push((c.seq, c.key.clone(), kind(&c)));
+    }
+    assert_eq!(received, vec![(2, "bo".into(), "entered".into()), (3, "ann".into(), "exited".into())]);
+    let exit_at = 1_775_048_400_000_000_000i64; // 2026-04-01 13:00:00 UTC
+    drop(stream);
+
+    // While nobody listens: more changes, then a crash and a restart.
+    ingest(&mut client, "events", &[purchase("p3", "cy", "2026-04-01 13:30:00")]).await;
+    advance_to(&mut client, "2026-04-01 15:00:00").await; // bo exits at 14:00
+    drop(client);
+    server.kill();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    ingest(&mut client, "events", &[purchase("p4", "dee", "2026-04-01 15:00:00")]).await;
+
+    // Resume after the last change received: every later change exactly once.
+    let last = received.last().map(|r| r.0).unwrap_or(0);
+    let request = pb::SubscribeRequest {
+        segments: vec!["recent_buyers".into()],
+        start: Some(pb::subscribe_request::Start::Resume(pb::Resume {
+            after_seq: [("recent_buyers".to_string(), last)].into_iter().collect(),
+        })),
+        progress_interval_ms: 50,
+    };
+    let mut stream = client.subscribe(request).await.expect("resumes").into_inner();
+    // The snapshot stood at #1: every change after it must arrive.
+    let log = change_log(&mut client, "recent_buyers").await;
+    let log = log[1..].to_vec();
+    while received.len() < log.len() {
+        let c = next_change(&mut stream).await;
+        if c.seq == 3 {
+            assert_eq!(c.at_unix_nanos, exit_at);
+        }
+        received.push((c.seq, c.key.clone(), kind(&c)));
+    }
+    assert_eq!(received, log, "the changes received are the log, each once, in order");
+    let seqs: Vec<u64> = received.iter().map(|r| r.0).collect();
+    assert_eq!(seqs, (2..=6).collect::<Vec<_>>());
+    // Nothing more arrives: only progress messages, carrying the clock.
+    let message =
+        tokio::time::timeout(Duration::from_secs(5), stream.message()).await.expect("progress").expect("ok");
+    match message.and_then(|m| m.event) {
+        Some(pb::subscribe_response::Event::Progress(p)) => {
+            assert_eq!(p.seq.get("recent_buyers"), Some(&6));
+            assert!(p.clock_unix_nanos >= 1_775_055_600_000_000_000);
+        }
+        other => panic!("expected progress, got {other:?}"),
+    }
+}
+
+/// Lookups answer from the maintained state; an unknown segment is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_members_memberships_pages_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    setup_workload(&mut client).await;
+    let rows: Vec<_> =
+        (0..25).map(|i| purchase(&format!("p{i}"), &format!("u{i:02}"), "2026-04-01 09:30:00")).collect();
+    ingest(&mut client, "events", &rows).await;
+
+    let count = client
+        .count_members(pb::CountMembersRequest { segment: "recent_buyers".into() })
+        .await
+        .expect("count");
+    assert_eq!(count.into_inner().count, 25);
+    let yes = client
+        .is_member(pb::IsMemberRequest { segment: "recent_buyers".into(), key: "u07".into() })
+        .await
+        .expect("is member")
+        .into_inner();
+    assert!(yes.member);
+    let no = client
+        .is_member(pb::IsMemberRequest { segment: "recent_buyers".into(), key: "nobody".into() })
+        .await
+        .expect("is member")
+        .into_inner();
+    assert!(!no.member);
+    let memberships =
+        client.get_memberships(pb::GetMembershipsRequest { key: "u07".into() }).await.expect("memberships");
+    assert_eq!(memberships.into_inner().segments, vec!["recent_buyers".to_string()]);
+
+    let mut keys = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_members(pb::ListMembersRequest {
+                segment: "recent_buyers".into(),
+                page_size: 10,
+                page_token: token,
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.members.len() <= 10);
+        keys.extend(page.members.into_iter().map(|m| m.key));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(keys, (0..25).map(|i| format!("u{i:02}")).collect::<Vec<_>>());
+
+    let unknown =
+        client.count_members(pb::CountMembersRequest { segment: "nope".into() }).await.expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown}");
+    let unknown = client
+        .subscribe(pb::SubscribeRequest {
+            segments: vec!["nope".into()],
+            start: None,
+            progress_interval_ms: 0,
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown}");
+}
+
+/// Bad SQL and bad rows get INVALID_ARGUMENT with the position or the row's index and
+/// reason; a retried ingest with the same idempotency key is applied once; the clock
+/// does not go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_map_to_grpc_codes_and_idempotency_keys_apply_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    setup_workload(&mut client).await;
+
+    let bad = client
+        .execute(pb::ExecuteRequest { sql: "SELECT user_id\nFROM eventz".into() })
+        .await
+        .expect_err("bad");
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad}");
+    assert!(bad.message().contains("line 2"), "{bad}");
+    assert!(bad.message().contains("did you mean `events`"), "{bad}");
+    let syntax = client.execute(pb::ExecuteRequest { sql: "SELEC 1".into() }).await.expect_err("bad");
+    assert_eq!(syntax.code(), Code::InvalidArgument, "{syntax}");
+
+    let rows = vec![
+        purchase("p1", "ann", "2026-04-01 10:00:00"),
+        serde_json::json!({"event_id": "p2", "user_id": "bo", "event_type": "purchase", "ts": "yesterday"}),
+        serde_json::json!({"event_id": "p3", "event_type": "purchase", "ts": "2026-04-01 10:00:00"}),
+    ];
+    let request = pb::IngestRequest {
+        relation: "events".into(),
+        payload: json_rows(&rows),
+        idempotency_key: "batch-1".into(),
+    };
+    let first = client.ingest(request.clone()).await.expect("ingest").into_inner();
+    assert_eq!(first.accepted, 1);
+    let rejected: Vec<(u64, &str)> = first.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0].0, 1);
+    assert!(rejected[0].1.contains("`ts`"), "{rejected:?}");
+    assert_eq!(rejected[1].0, 2);
+    assert!(rejected[1].1.contains("`user_id` is NOT NULL"), "{rejected:?}");
+    let retry = client.ingest(request).await.expect("ingest").into_inner();
+    assert!(retry.duplicate);
+    assert_eq!(retry.accepted, 1);
+    let count = client
+        .count_members(pb::CountMembersRequest { segment: "recent_buyers".into() })
+        .await
+        .expect("count");
+    assert_eq!(count.into_inner().count, 1);
+    let log = change_log(&mut client, "recent_buyers").await;
+    assert_eq!(log.len(), 1, "the retry changed nothing: {log:?}");
+
+    let unknown = client
+        .ingest(pb::IngestRequest {
+            relation: "nope".into(),
+            payload: json_rows(&rows),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect_err("unknown relation");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown}");
+    let into_segment = client
+        .ingest(pb::IngestRequest {
+            relation: "recent_buyers".into(),
+            payload: json_rows(&rows),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect_err("a segment");
+    assert_eq!(into_segment.code(), Code::InvalidArgument, "{into_segment}");
+    let back = client
+        .advance_clock(pb::AdvanceClockRequest {
+            target: Some(pb::advance_clock_request::Target::ToUnixNanos(0)),
+        })
+        .await
+        .expect_err("backwards");
+    assert_eq!(back.code(), Code::InvalidArgument, "{back}");
+    let forward = client
+        .advance_clock(pb::AdvanceClockRequest {
+            target: Some(pb::advance_clock_request::Target::ByNanos(3_600_000_000_000)),
+        })
+        .await
+        .expect("advances")
+        .into_inner();
+    assert_eq!(forward.clock_unix_nanos, 1_775_037_600_000_000_000 + 3_600_000_000_000);
+}
+
+/// With a token, calls without it (or with another) are UNAUTHENTICATED; health checks
+/// stay open; the CLI sends the token it is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_required_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--token", "s3cret"]);
+    let mut client = server.client().await;
+    let refused =
+        client.execute(pb::ExecuteRequest { sql: "SHOW SEGMENTS".into() }).await.expect_err("refused");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused}");
+
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+    let mut wrong = SegstreamClient::with_interceptor(channel.clone(), |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert("authorization", "Bearer guess".parse().expect("ascii"));
+        Ok(r)
+    });
+    let refused =
+        wrong.execute(pb::ExecuteRequest { sql: "SHOW SEGMENTS".into() }).await.expect_err("refused");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused}");
+    let mut right = SegstreamClient::with_interceptor(channel.clone(), |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert("authorization", "Bearer s3cret".parse().expect("ascii"));
+        Ok(r)
+    });
+    right.execute(pb::ExecuteRequest { sql: "SHOW SEGMENTS".into() }).await.expect("allowed");
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "segstream.v1.Segstream".into() })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    let cli = |token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_segstream"));
+        command.args(["--addr", &server.addr, "sql", "-e", "SHOW SEGMENTS"]).env_remove("SEGSTREAM_TOKEN");
+        if let Some(token) = token {
+            command.env("SEGSTREAM_TOKEN", token);
+        }
+        command.output().expect("runs")
+    };
+    let without = cli(None);
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--token or SEGSTREAM_TOKEN"));
+    let with = cli(Some("s3cret"));
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+}
+
+/// The command line against a server: statements, a file ingest with a rejected row
+/// named by its line, a subscription printing changes, and the metrics endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_drives_a_server_and_metrics_count_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_segstream"))
+            .current_dir(repo_root())
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env_remove("SEGSTREAM_TOKEN")
+            .output()
+            .expect("runs")
+    };
+    let out = cli(&[
+        "sql",
+        "-f",
+        "sql-examples/workload/schema.sql",
+        "-f",
+        "sql-examples/recent_buyers/segment.sql",
+        "-e",
+        "ADVANCE TIME TO TIMESTAMP '2026-04-01 10:00:00'",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("CREATE SEGMENT"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let files = tempfile::tempdir().expect("tempdir");
+    let ndjson = files.path().join("events.ndjson");
+    let mut f = std::fs::File::create(&ndjson).expect("creates");
+    writeln!(f, "{}", purchase("p1", "ann", "2026-04-01 09:00:00")).expect("writes");
+    writeln!(f).expect("writes");
+    writeln!(f, "{{not json").expect("writes");
+    writeln!(f, "{}", purchase("p2", "bo", "2026-04-01 09:30:00")).expect("writes");
+    drop(f);
+    let out = cli(&["ingest", "--stream", "events", ndjson.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a rejected row makes the exit status 1: {stdout}");
+    assert!(stdout.contains("ingested 2 rows into events"), "{stdout}");
+    assert!(stdout.contains("rejected 1 row:\n  line 3: not JSON"), "{stdout}");
+
+    let csv = files.path().join("events.csv");
+    std::fs::write(
+        &csv,
+        "event_id,user_id,event_type,page,product_id,amount,ts\n\
+         p3,cy,purchase,,s,12.5,2026-04-01 09:45:00\n\
+         p4,dee,purchase,,s,lots,2026-04-01 09:45:00\n",
+    )
+    .expect("writes");
+    let out = cli(&["ingest", "--stream", "events", csv.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ingested 1 row into events"), "{stdout}");
+    assert!(stdout.contains("row 2: column `amount`"), "{stdout}");
+
+    let out = cli(&["subscribe", "recent_buyers", "--snapshot", "--count", "0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("recent_buyers  member  ann"), "{stdout}");
+    assert!(stdout.contains("-- snapshot complete at recent_buyers #3"), "{stdout}");
+    let out = cli(&["subscribe", "recent_buyers", "--from", "2", "--count", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "recent_buyers  #2  entered  bo  2026-04-01T10:00:00  {}",
+            "recent_buyers  #3  entered  cy  2026-04-01T10:00:00  {}"
+        ],
+        "{stdout}"
+    );
+
+    let metrics = http_get(server.metrics.as_deref().expect("metrics address"), "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let values: BTreeMap<&str, &str> =
+        metrics.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.rsplit_once(' ')).collect();
+    assert_eq!(values.get("segstream_events_ingested_total"), Some(&"3"), "{metrics}");
+    assert_eq!(values.get("segstream_rows_rejected_total"), Some(&"2"), "{metrics}");
+    assert_eq!(values.get("segstream_segment_members{segment=\"recent_buyers\"}"), Some(&"3"), "{metrics}");
+    assert!(metrics.contains("segstream_step_seconds_bucket"), "{metrics}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    response
+}
