@@ -20,11 +20,24 @@ pub struct EngineOptions {
     pub clock: ClockMode,
     /// Rows per batch when a segment is backfilled from stored history.
     pub backfill_batch: usize,
+    /// Group commit: steps are written atomically but not synced one by one; whoever
+    /// acknowledges them first makes them durable with [`Engine::wal_syncer`].
+    pub group_commit: bool,
 }
 
 impl EngineOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), clock: ClockMode::default(), backfill_batch: 50_000 }
+        Self {
+            data_dir: data_dir.into(),
+            clock: ClockMode::default(),
+            backfill_batch: 50_000,
+            group_commit: false,
+        }
+    }
+
+    pub fn with_group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
     }
 
     pub fn with_clock(mut self, clock: ClockMode) -> Self {
@@ -63,7 +76,8 @@ pub struct Engine {
 impl Engine {
     /// Opens the data directory and reloads every stored definition.
     pub fn open(options: EngineOptions) -> Result<Self> {
-        let store = Store::open(&options.data_dir)?;
+        let mut store = Store::open(&options.data_dir)?;
+        store.set_sync_writes(!options.group_commit);
         let manual = Timestamp(store.meta_i64(META_CLOCK)?.unwrap_or(0));
         let next_id = store.meta_u64(META_NEXT_ID)?.unwrap_or(1);
         let mut engine = Self {
@@ -128,6 +142,12 @@ impl Engine {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// Syncs the store's write-ahead log without holding the engine: with
+    /// [`EngineOptions::with_group_commit`], what makes a group of steps durable.
+    pub fn wal_syncer(&self) -> segstream_state::WalSyncer {
+        self.store.wal_syncer()
     }
 
     /// The instant `NOW()` has now.

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// With the wall clock: how often the clock is caught up, so a time-driven change is
     /// applied at most this long after its instant.
     pub timer_delay: Duration,
+    /// Group commit (default): concurrent calls share one WAL sync. Off: every step
+    /// syncs on its own.
+    pub group_commit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +66,7 @@ impl ServerConfig {
             tls: None,
             max_request_bytes: 16 * 1024 * 1024,
             timer_delay: Duration::from_millis(100),
+            group_commit: true,
         }
     }
 }
@@ -95,7 +99,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(Listening),
 ) -> Result<(), ServerError> {
-    let engine = Engine::open(EngineOptions::new(&config.data_dir).with_clock(config.clock))?;
+    let engine = Engine::open(
+        EngineOptions::new(&config.data_dir).with_clock(config.clock).with_group_commit(config.group_commit),
+    )?;
     let shared = Shared::new(engine);
 
     let listener = TcpListener::bind(config.addr)
@@ -155,6 +161,10 @@ async fn tick_wall_clock(shared: Arc<Shared>, delay: Duration) {
         let mut step = shared.step().await;
         if let Err(e) = step.catch_up_with_wall_clock() {
             eprintln!("segstream: applying time-driven changes failed (will retry): {e}");
+        }
+        drop(step);
+        if let Err(e) = shared.commit().await {
+            eprintln!("segstream: syncing time-driven changes failed (will retry): {e}");
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub rows_rejected: AtomicU64,
     pub ingest_duplicates: AtomicU64,
     pub subscribers: AtomicU64,
+    /// WAL syncs (group commits) and the steps they made durable.
+    pub wal_syncs: AtomicU64,
+    pub steps_committed: AtomicU64,
     pub segments: Mutex<BTreeMap<String, SegmentCounts>>,
     /// Per subscriber id: changes logged but not yet sent to it.
     pub subscriber_lag: Mutex<BTreeMap<u64, u64>>,

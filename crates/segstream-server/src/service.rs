@@ -64,6 +64,8 @@ impl SegstreamService {
             let mut step = self.shared.step().await;
             step.ingest_once(relation, rows, key).map_err(status)?
         };
+        // Acknowledged only once durable (group commit: one sync for the callers waiting).
+        self.shared.commit().await.map_err(status)?;
         let metrics = &self.shared.metrics;
         if report.duplicate {
             metrics.ingest_duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -111,15 +113,23 @@ impl Segstream for SegstreamService {
             return Err(Status::invalid_argument("no statement to run"));
         }
         let mut results = Vec::with_capacity(statements.len());
+        let mut failure = None;
         let mut step = self.shared.step().await;
         for statement in &statements {
-            let output = step
-                .execute_statement(statement)
-                .await
-                .map_err(|e| status(e.or_position(statement.position)))?;
-            results.push(statement_result(output)?);
+            match step.execute_statement(statement).await {
+                Ok(output) => results.push(statement_result(output)?),
+                Err(e) => {
+                    failure = Some(status(e.or_position(statement.position)));
+                    break;
+                }
+            }
         }
         drop(step);
+        // The statements before a failure were applied: durable before anyone is told.
+        self.shared.commit().await.map_err(status)?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
         let notices = self.shared.notices.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default();
         Ok(Response::new(pb::ExecuteResponse { results, notices }))
     }
@@ -174,7 +184,7 @@ impl Segstream for SegstreamService {
         let shared = Arc::clone(&self.shared);
         let id = shared.subscriber_id();
         // A bad request (unknown segment, resume beyond the log) fails the call itself.
-        let positions = subscribe::positions(&*shared.read().await, &request)?;
+        let positions = subscribe::positions(&shared, &*shared.read().await, &request)?;
         let snapshot = matches!(request.start, Some(pb::subscribe_request::Start::Snapshot(_)));
         tokio::spawn(async move {
             let positions = if snapshot {
@@ -284,7 +294,10 @@ impl Segstream for SegstreamService {
             None => return Err(Status::invalid_argument("give `to_unix_nanos` or `by_nanos`")),
         };
         step.advance_clock(Timestamp(to)).map_err(status)?;
-        Ok(Response::new(pb::AdvanceClockResponse { clock_unix_nanos: step.now().nanos() }))
+        let clock = step.now().nanos();
+        drop(step);
+        self.shared.commit().await.map_err(status)?;
+        Ok(Response::new(pb::AdvanceClockResponse { clock_unix_nanos: clock }))
     }
 }
 

@@ -1,5 +1,12 @@
-//! What every call shares: the engine (one writer at a time), the signal that the change
-//! log moved, the metrics, and backfill notices for the Execute call that caused them.
+//! What every call shares: the engine (one writer at a time), group commit, the signal
+//! that the durable change log moved, the metrics, and backfill notices for the Execute
+//! call that caused them.
+//!
+//! Group commit: the engine writes each step atomically without syncing; a caller that
+//! must acknowledge its step calls [`Shared::commit`], and one caller at a time syncs the
+//! write-ahead log for every step written so far, so concurrent callers share one sync.
+//! Subscribers read the change log only up to the positions the last sync made durable,
+//! so no one ever sees a change a crash could take back.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,13 +14,30 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
 use segstream_engine::{ChangeKind, Engine};
+use segstream_state::WalSyncer;
+use segstream_types::Error;
 use tokio::sync::{watch, Mutex, MutexGuard};
 
 use crate::metrics::{Metrics, SegmentCounts};
 
+/// A point in the sequence of steps: how many have been written, and each segment's
+/// last sequence number after them.
+#[derive(Debug, Clone, Default)]
+pub struct LogPoint {
+    pub steps: u64,
+    pub positions: BTreeMap<String, u64>,
+}
+
 pub struct Shared {
     engine: Mutex<Engine>,
-    /// Bumped after every step; subscribers wait on it instead of polling.
+    syncer: WalSyncer,
+    /// Updated at the end of every step (with the engine held).
+    written: StdMutex<LogPoint>,
+    /// What the last sync made durable.
+    durable: StdMutex<LogPoint>,
+    /// One sync at a time; the callers queued behind it are usually covered by it.
+    sync_lock: Mutex<()>,
+    /// Bumped after every sync; subscribers wait on it instead of polling.
     log_version: watch::Sender<u64>,
     pub metrics: Arc<Metrics>,
     /// Backfill progress lines, taken by the Execute call that ran the backfill.
@@ -47,8 +71,11 @@ impl std::ops::DerefMut for Step<'_> {
 impl Drop for Step<'_> {
     fn drop(&mut self) {
         self.shared.metrics.observe_step(self.started.elapsed());
-        self.shared.follow_log(&self.engine);
-        self.shared.log_version.send_modify(|v| *v = v.wrapping_add(1));
+        let positions = self.shared.follow_log(&self.engine);
+        if let Ok(mut written) = self.shared.written.lock() {
+            written.steps += 1;
+            written.positions = positions;
+        }
     }
 }
 
@@ -58,6 +85,10 @@ impl Shared {
         {
             let notices = Arc::clone(&notices);
             engine.on_backfill_progress(move |p| {
+                // A segment over an empty history has nothing worth reporting.
+                if p.total == 0 {
+                    return;
+                }
                 if let Ok(mut n) = notices.lock() {
                     n.push(format!(
                         "backfill {}: {} rows of {} from {}",
@@ -67,6 +98,11 @@ impl Shared {
             });
         }
         let metrics = Arc::new(Metrics::default());
+        let syncer = engine.wal_syncer();
+        // What the WAL holds at open is made durable before anything is served from it.
+        if let Err(e) = syncer.sync() {
+            eprintln!("segstream: syncing the write-ahead log at start failed: {e}");
+        }
         let mut counted = BTreeMap::new();
         if let Ok(mut segments) = metrics.segments.lock() {
             // Segments that exist at start: their members now, changes counted from here.
@@ -76,8 +112,13 @@ impl Shared {
                 counted.insert(name.clone(), engine.last_seq(&name).unwrap_or(0));
             }
         }
+        let start = LogPoint { steps: 0, positions: counted.clone() };
         Arc::new(Self {
             engine: Mutex::new(engine),
+            syncer,
+            written: StdMutex::new(start.clone()),
+            durable: StdMutex::new(start),
+            sync_lock: Mutex::new(()),
             log_version: watch::channel(0).0,
             metrics,
             notices,
@@ -97,6 +138,61 @@ impl Shared {
         self.engine.lock().await
     }
 
+    /// Makes every step written so far durable (one WAL sync, shared with whoever is
+    /// waiting at the same time), then wakes the subscribers. Call it after the step and
+    /// before acknowledging it.
+    pub async fn commit(&self) -> Result<(), Error> {
+        let target = self.written_point().steps;
+        if self.durable_point().steps >= target {
+            return Ok(());
+        }
+        let _leader = self.sync_lock.lock().await;
+        // The sync that held the lock may have covered this caller's step already.
+        if self.durable_point().steps >= target {
+            return Ok(());
+        }
+        let point = self.written_point();
+        let syncer = self.syncer.clone();
+        tokio::task::spawn_blocking(move || syncer.sync())
+            .await
+            .map_err(|e| Error::internal(format!("the WAL sync task failed: {e}")))??;
+        let before = self.durable_point().steps;
+        self.metrics.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        self.metrics.steps_committed.fetch_add(point.steps.saturating_sub(before), Ordering::Relaxed);
+        if let Ok(mut durable) = self.durable.lock() {
+            if point.steps > durable.steps {
+                *durable = point;
+            }
+        }
+        self.log_version.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(())
+    }
+
+    /// The last sequence number of `segment` a subscriber may be sent.
+    pub fn durable_position(&self, segment: &str) -> u64 {
+        self.durable.lock().ok().and_then(|d| d.positions.get(segment).copied()).unwrap_or(0)
+    }
+
+    pub fn durable_point(&self) -> LogPoint {
+        self.durable.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    pub fn written_point(&self) -> LogPoint {
+        self.written.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// The engine, held, with everything written so far durable: what a snapshot reads.
+    pub async fn read_durable(&self) -> Result<MutexGuard<'_, Engine>, Error> {
+        loop {
+            self.commit().await?;
+            let engine = self.engine.lock().await;
+            // Steps only end with the engine held, so this cannot change while we hold it.
+            if self.durable_point().steps >= self.written_point().steps {
+                return Ok(engine);
+            }
+        }
+    }
+
     pub fn watch_log(&self) -> watch::Receiver<u64> {
         self.log_version.subscribe()
     }
@@ -105,10 +201,11 @@ impl Shared {
         self.next_subscriber.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counts the changes logged since the last step into the per-segment metrics.
-    fn follow_log(&self, engine: &Engine) {
+    /// Counts the changes logged since the last step into the per-segment metrics, and
+    /// returns each segment's last sequence number.
+    fn follow_log(&self, engine: &Engine) -> BTreeMap<String, u64> {
         let (Ok(mut counted), Ok(mut segments)) = (self.counted.lock(), self.metrics.segments.lock()) else {
-            return;
+            return BTreeMap::new();
         };
         let names = engine.segment_names();
         counted.retain(|name, _| names.contains(name));
@@ -118,6 +215,7 @@ impl Shared {
             // A segment created since the start is counted from its first change.
             let from = counted.get(&name).copied().unwrap_or(0);
             if last <= from {
+                counted.insert(name, last);
                 continue;
             }
             let counts = segments.entry(name.clone()).or_default();
@@ -142,5 +240,46 @@ impl Shared {
             }
             counted.insert(name, last);
         }
+        counted.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use segstream_engine::{ClockMode, EngineOptions, IngestRows};
+
+    use super::*;
+
+    /// Steps written without a sync are invisible to subscribers; one sync makes all of
+    /// them durable at once, and a commit with nothing new to sync costs nothing.
+    #[tokio::test]
+    async fn one_sync_covers_every_step_written_and_only_synced_changes_are_visible() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual).with_group_commit(true);
+        let shared = Shared::new(Engine::open(options).expect("opens"));
+        {
+            let mut step = shared.step().await;
+            step.execute(
+                "CREATE STREAM clicks (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL) \
+                 WITH (event_time = 'ts', key = 'user_id');
+                 CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;",
+            )
+            .await
+            .expect("creates");
+        }
+        shared.commit().await.expect("commits");
+        let syncs = shared.metrics.wal_syncs.load(Ordering::Relaxed);
+        for user in ["a", "b", "c"] {
+            let mut step = shared.step().await;
+            let row = serde_json::json!({"user_id": user, "ts": "1970-01-01 00:00:00"});
+            step.ingest("clicks", IngestRows::Json(vec![row])).expect("ingests");
+        }
+        assert_eq!(shared.written_point().positions.get("clicked"), Some(&3));
+        assert_eq!(shared.durable_position("clicked"), 0, "nothing synced yet: nothing to send");
+        shared.commit().await.expect("commits");
+        assert_eq!(shared.durable_position("clicked"), 3);
+        assert_eq!(shared.metrics.wal_syncs.load(Ordering::Relaxed), syncs + 1, "one sync for three steps");
+        shared.commit().await.expect("commits");
+        assert_eq!(shared.metrics.wal_syncs.load(Ordering::Relaxed), syncs + 1, "nothing new: no sync");
     }
 }

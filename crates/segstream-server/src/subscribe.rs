@@ -31,7 +31,11 @@ fn event(event: pb::subscribe_response::Event) -> Result<pb::SubscribeResponse, 
 
 /// Checks the request against the log and returns each segment's starting position:
 /// the last sequence number the subscriber already has.
-pub fn positions(engine: &Engine, request: &pb::SubscribeRequest) -> Result<BTreeMap<String, u64>, Status> {
+pub fn positions(
+    shared: &Shared,
+    engine: &Engine,
+    request: &pb::SubscribeRequest,
+) -> Result<BTreeMap<String, u64>, Status> {
     use pb::subscribe_request::Start;
     if request.segments.is_empty() {
         return Err(Status::invalid_argument("name at least one segment to subscribe to"));
@@ -40,7 +44,9 @@ pub fn positions(engine: &Engine, request: &pb::SubscribeRequest) -> Result<BTre
     for segment in &request.segments {
         let last = engine.last_seq(segment).map_err(status)?;
         let position = match &request.start {
-            None | Some(Start::Now(_)) | Some(Start::Snapshot(_)) => last,
+            // From the durable end: a change written but not yet synced is still to come.
+            None | Some(Start::Now(_)) => shared.durable_position(segment).min(last),
+            Some(Start::Snapshot(_)) => last,
             Some(Start::Resume(resume)) => {
                 let after = resume.after_seq.get(segment).copied().unwrap_or(0);
                 if after > last {
@@ -66,8 +72,9 @@ pub async fn snapshot(
     tx: &Sender,
 ) -> Result<BTreeMap<String, u64>, Status> {
     let left = || Status::cancelled("the subscriber left");
-    let engine = shared.read().await;
-    let positions = positions(&engine, request)?;
+    // Members and positions of durable state only (everything written is synced first).
+    let engine = shared.read_durable().await.map_err(status)?;
+    let positions = positions(shared, &engine, request)?;
     let mut members = Vec::new();
     for segment in &request.segments {
         let mut token: Option<Vec<u8>> = None;

@@ -13,13 +13,16 @@
 //! | `members` | segment log id + member key          | weight and member row      |
 //! | `changes` | segment log id + seq (u64 BE)        | one change record          |
 //!
-//! Every statement's changes go into one [`StoreBatch`], written with a WAL sync, so a
-//! statement is either applied whole or not at all, and an acknowledged one survives a
-//! crash.
+//! Every statement's changes go into one [`StoreBatch`], written atomically, so a
+//! statement is either applied whole or not at all. By default each write syncs the WAL,
+//! so an acknowledged statement survives a crash; a server with many concurrent callers
+//! turns that off ([`Store::set_sync_writes`]) and makes a group of writes durable with one
+//! [`WalSyncer::sync`] before acknowledging any of them (group commit).
 
 pub mod codec;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use segstream_types::{Error, Result};
@@ -35,7 +38,24 @@ const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, 
 
 /// An open data directory.
 pub struct Store {
-    db: DB,
+    db: Arc<DB>,
+    /// Sync the WAL on every write (the default); off for group commit.
+    sync_writes: bool,
+}
+
+/// Makes every write so far durable, without holding the store: a group commit's one
+/// sync runs while other callers keep writing.
+#[derive(Clone)]
+pub struct WalSyncer {
+    db: Arc<DB>,
+}
+
+impl WalSyncer {
+    /// Syncs the write-ahead log: every write that returned before this call is durable
+    /// when it returns.
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(storage)
+    }
 }
 
 fn storage(e: rocksdb::Error) -> Error {
@@ -55,7 +75,17 @@ impl Store {
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {
             Error::storage(format!("cannot open data directory {}: {}", path.display(), e.into_string()))
         })?;
-        Ok(Self { db })
+        Ok(Self { db: Arc::new(db), sync_writes: true })
+    }
+
+    /// With `false`, writes are atomic but not synced one by one: the caller makes them
+    /// durable with [`Store::wal_syncer`] before acknowledging them.
+    pub fn set_sync_writes(&mut self, sync: bool) {
+        self.sync_writes = sync;
+    }
+
+    pub fn wal_syncer(&self) -> WalSyncer {
+        WalSyncer { db: Arc::clone(&self.db) }
     }
 
     fn family(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
@@ -162,10 +192,11 @@ impl Store {
         Ok(self.meta_u64(name)?.map(|v| v as i64))
     }
 
-    /// Applies a batch atomically and syncs the write-ahead log before returning.
+    /// Applies a batch atomically and (unless turned off for group commit) syncs the
+    /// write-ahead log before returning.
     pub fn write(&self, batch: StoreBatch) -> Result<()> {
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(self.sync_writes);
         self.db.write_opt(batch.inner, &options).map_err(storage)
     }
 
