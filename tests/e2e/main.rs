@@ -3,7 +3,9 @@
 
 mod catalog_restart;
 mod cli;
+mod crash;
 mod fixtures;
+mod getting_started;
 mod grpc;
 mod ingest;
 mod malformed;
