@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Python grpcio for the end-to-end test of a client that is not Rust.
+SEGSTREAM_PYTHON="$(scripts/setup-python.sh | tail -n 1)"
+export SEGSTREAM_PYTHON
 . scripts/env.sh
 log="$(mktemp -t segstream-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT

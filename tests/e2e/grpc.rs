@@ -340,6 +340,10 @@ async fn errors_map_to_grpc_codes_and_idempotency_keys_apply_once() {
     assert!(bad.message().contains("did you mean `events`"), "{bad}");
     let syntax = client.execute(pb::ExecuteRequest { sql: "SELEC 1".into() }).await.expect_err("bad");
     assert_eq!(syntax.code(), Code::InvalidArgument, "{syntax}");
+    // Larger than the request limit (16 MiB by default): refused before it is decoded.
+    let huge = format!("SELECT '{}'", "x".repeat(17 << 20));
+    let too_big = client.execute(pb::ExecuteRequest { sql: huge }).await.expect_err("too big");
+    assert_eq!(too_big.code(), Code::OutOfRange, "{}", too_big.message());
 
     let rows = vec![
         purchase("p1", "ann", "2026-04-01 10:00:00"),
@@ -548,4 +552,33 @@ fn http_get(addr: &str, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("reads");
     response
+}
+
+/// A client that is not Rust: Python grpcio with stubs generated from proto/ by
+/// grpcio-tools creates a segment, ingests, and receives the entry and the exact exit.
+/// The interpreter comes from scripts/setup-python.sh (run by scripts/test.sh), or
+/// SEGSTREAM_PYTHON.
+#[test]
+fn a_python_grpcio_client_ingests_and_receives_changes() {
+    let python = std::env::var_os("SEGSTREAM_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/segstream-venv/bin/python")
+    });
+    assert!(
+        python.exists(),
+        "no Python with grpcio at {}: run scripts/setup-python.sh (scripts/test.sh does)",
+        python.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let output = Command::new(&python)
+        .arg(repo_root().join("tests/python/grpc_client.py"))
+        .arg(&server.addr)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("received: recent_buyers #1 entered pat"), "{stdout}");
+    assert!(stdout.contains("received: recent_buyers #2 exited pat at 13:00:00 exactly"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
 }
