@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, build, and run segstream on the
-# embedded default (a local data directory, no other service): the reference workload's
-# schema and seven segments, a short day of traffic, and who entered and left when.
+# embedded default (no other service): `segstream demo`, the reference workload's seven
+# segments over generated events with a live wall clock, until Ctrl-C. Arguments are
+# passed to the demo (e.g. `scripts/run.sh --rate 2000 --duration 60`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 . scripts/env.sh
-cargo build --locked -p segstream
-bin="$CARGO_TARGET_DIR/debug/segstream"
-data="${SEGSTREAM_DATA_DIR:-$(mktemp -d -t segstream-run.XXXXXX)}"
-echo "segstream: data directory $data (manual clock)"
-"$bin" --data-dir "$data" --clock manual sql \
-  -f sql-examples/workload/schema.sql \
-  -f sql-examples/workload/segments.sql \
-  -e "EXPLAIN SEGMENT cart_abandoners" \
-  -f sql-examples/workload/story.sql
+# The same build as scripts/test.sh (tests included): a binaries-only build resolves
+# dependency features differently and would compile DataFusion a second time.
+cargo test --locked --workspace --no-run
+exec "$CARGO_TARGET_DIR/debug/segstream" demo "$@"

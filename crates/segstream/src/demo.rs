@@ -27,6 +27,9 @@ pub struct DemoOptions {
     pub users: usize,
     /// Stop after this long (otherwise at Ctrl-C).
     pub duration: Option<Duration>,
+    /// The data directory stays after the demo (it was asked for); otherwise it is a
+    /// temporary one, removed at exit.
+    pub keep_data: bool,
 }
 
 /// Per segment: who is in, and how many entered and left since the demo started.
@@ -157,10 +160,14 @@ fn render(
         options.rate,
         engine.now()
     );
+    let data = if options.keep_data {
+        format!("data in {}", data_dir.display())
+    } else {
+        "data in a temporary directory, removed at exit".to_string()
+    };
     s.push_str(&format!(
-        "{ingested} events ingested ({rejected} rejected) in {}s; data in {}\n\n",
-        elapsed.as_secs(),
-        data_dir.display()
+        "{ingested} events ingested ({rejected} rejected) in {}s; {data}\n\n",
+        elapsed.as_secs()
     ));
     s.push_str(&format!(
         "{:<20} {:>8} {:>8} {:>8} {:>8}\n",

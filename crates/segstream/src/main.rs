@@ -240,17 +240,18 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
     match cli.command {
         Command::Test { paths, complete } => fixtures::run(&paths, complete).await,
         Command::Demo { rate, users, duration } => {
+            // Unless a data directory was asked for, the demo leaves nothing behind.
+            let keep_data = matches!(
+                matches.value_source("data_dir"),
+                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+            );
             let options = demo::DemoOptions {
                 rate,
                 users: users as usize,
                 duration: duration.map(std::time::Duration::from_secs),
+                keep_data,
             };
-            // Unless a data directory was asked for, the demo leaves nothing behind.
-            let explicit = matches!(
-                matches.value_source("data_dir"),
-                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-            );
-            if explicit {
+            if keep_data {
                 demo::run(&cli.data_dir, options).await?;
             } else {
                 let dir = tempfile::Builder::new().prefix("segstream-demo").tempdir()?;
