@@ -582,3 +582,106 @@ fn a_python_grpcio_client_ingests_and_receives_changes() {
     assert!(stdout.contains("received: recent_buyers #2 exited pat at 13:00:00 exactly"), "{stdout}");
     assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
 }
+
+/// TLS from PEM files: a client that trusts the certificate talks to the server; a
+/// plaintext client cannot. (The certificate is made by the `openssl` command.)
+#[test]
+fn tls_from_certificate_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A CA, and the server's certificate signed by it (rustls refuses a CA certificate
+    // as the server's own).
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let (ca, ca_key, cert, key, csr, ext) = (
+        path("ca.pem"),
+        path("ca.key"),
+        path("cert.pem"),
+        path("key.pem"),
+        path("cert.csr"),
+        path("ext.cnf"),
+    );
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .expect("writes");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec[..],
+            &["-days", "1", "-subj", "/CN=segstream test CA", "-keyout", &ca_key, "-out", &ca][..],
+        ]
+        .concat(),
+        [&["req"][..], &ec[..], &["-subj", "/CN=localhost", "-keyout", &key, "-out", &csr][..]].concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    ];
+    for args in steps {
+        let made =
+            Command::new("openssl").args(&args).current_dir(dir.path()).output().expect("openssl runs");
+        assert!(made.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&made.stderr));
+    }
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--tls-cert", &cert, "--tls-key", &key]);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_segstream"))
+            .args(args)
+            .args(["sql", "-e", "SELECT 1 AS one"])
+            .env_remove("SEGSTREAM_TOKEN")
+            .output()
+            .expect("runs")
+    };
+    let secure = cli(&["--addr", &format!("https://{}", server.addr), "--ca-cert", &ca]);
+    assert!(secure.status.success(), "{}", String::from_utf8_lossy(&secure.stderr));
+    assert!(String::from_utf8_lossy(&secure.stdout).contains("| one |"));
+    let plain = cli(&["--addr", &server.addr]);
+    assert!(!plain.status.success(), "a plaintext client must not get through");
+}
+
+/// The interactive shell (in a pseudo-terminal): statements across lines until `;`,
+/// results printed, `\q` to leave, and the history kept in ~/.segstream_history.
+#[test]
+fn the_interactive_shell_runs_statements_and_keeps_history() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    // `script` gives the shell a terminal; its input is typed line by line.
+    let command =
+        format!("{} --clock manual --data-dir {} sql", env!("CARGO_BIN_EXE_segstream"), data.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", home.path())
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    {
+        let stdin = child.stdin.as_mut().expect("stdin");
+        for line in ["SELECT 40 + 2", "  AS answer;", "\\q"] {
+            std::thread::sleep(Duration::from_millis(300));
+            stdin.write_all(format!("{line}\r").as_bytes()).expect("types");
+            stdin.flush().expect("flushes");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("exits");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("segstream> "), "{stdout}");
+    assert!(stdout.contains("| answer |") && stdout.contains("| 42     |"), "{stdout}");
+    let history = std::fs::read_to_string(home.path().join(".segstream_history")).expect("history written");
+    assert!(history.contains("SELECT 40 + 2"), "{history}");
+}
