@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -93,7 +93,11 @@ impl DeltaBatch {
         }
         let batches = parts
             .iter()
-            .map(|p| RecordBatch::try_new(Arc::clone(schema), p.rows.columns().to_vec()))
+            .map(|p| {
+                // With the row count: a batch of no columns (a constant's input) has rows too.
+                let options = RecordBatchOptions::new().with_row_count(Some(p.rows.num_rows()));
+                RecordBatch::try_new_with_options(Arc::clone(schema), p.rows.columns().to_vec(), &options)
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(arrow)?;
         let rows = concat_batches(schema, &batches).map_err(arrow)?;
