@@ -119,3 +119,83 @@ fn help_lists_examples() {
     assert!(output.status.success());
     assert!(stdout.contains("Examples:") && stdout.contains("segstream sql -e"), "{stdout}");
 }
+
+/// `segstream ingest` into the data directory (no server): a Parquet file, typed columns
+/// converted to the declared ones, a row that does not convert rejected by its row
+/// number, the others loaded; the same for CSV.
+#[test]
+fn ingest_loads_parquet_and_csv_files_and_names_rejected_rows() {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let schema_sql = repo_root().join("sql-examples/workload/schema.sql");
+    let created = segstream(&data).arg("sql").arg("-f").arg(&schema_sql).output().expect("runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    // Parquet: amount as DOUBLE, ts as text (converted to TIMESTAMP); the third row's ts is not a time.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("ts", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["p1", "p2", "p3"])),
+        Arc::new(StringArray::from(vec!["ann", "ben", "cy"])),
+        Arc::new(StringArray::from(vec!["purchase", "purchase", "purchase"])),
+        Arc::new(Float64Array::from(vec![Some(20.0), None, Some(5.0)])),
+        Arc::new(StringArray::from(vec!["2026-04-01 10:00:00", "2026-04-01 10:30:00", "soon"])),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch");
+    let parquet_path = dir.path().join("events.parquet");
+    let file = std::fs::File::create(&parquet_path).expect("creates");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+    writer.write(&batch).expect("writes");
+    writer.close().expect("closes");
+
+    let out =
+        segstream(&data).args(["ingest", "--stream", "events"]).arg(&parquet_path).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ingested 2 rows into events"), "{stdout}");
+    assert!(stdout.contains("rejected 1 row:\n  row 3: column `ts`"), "{stdout}");
+
+    let csv_path = dir.path().join("profiles.csv");
+    std::fs::write(
+        &csv_path,
+        "user_id,country,lifetime_value,signup_at\nann,FR,1200.5,2024-06-01 00:00:00\n",
+    )
+    .expect("writes");
+    let out = segstream(&data).args(["ingest", "--table", "profiles"]).arg(&csv_path).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ingested 1 row into profiles"));
+
+    let out = segstream(&data)
+        .args([
+            "sql",
+            "-e",
+            "SELECT user_id, amount FROM events ORDER BY user_id",
+            "-e",
+            "SELECT * FROM profiles",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| ann     | 20.0   |") && stdout.contains("| ben     |        |"), "{stdout}");
+    assert!(stdout.contains("(2 rows)") && stdout.contains("1200.5"), "{stdout}");
+
+    let unknown =
+        segstream(&data).args(["ingest", "--stream", "events"]).arg(dir.path().join("x.txt")).output();
+    let unknown = unknown.expect("runs");
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("give --format"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}
