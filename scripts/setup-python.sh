@@ -17,7 +17,8 @@ if [ ! -x "$venv/bin/python" ]; then
     /usr/bin/python3 -m venv "$venv"
   fi
 fi
-if ! "$venv/bin/python" -m pip show grpcio-tools 2>/dev/null | grep -qx "Version: ${want#*==}"; then
+installed="$("$venv/bin/python" -m pip show grpcio-tools 2>/dev/null || true)"
+if ! grep -qx "Version: ${want#*==}" <<<"$installed"; then
   echo "setup-python: installing $want into $venv" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$want"
 fi
