@@ -126,15 +126,7 @@ async fn observable_state(client: &mut SegstreamClient<Channel>) -> Vec<pb::Exec
         )
         .await,
     ];
-    for segment in [
-        "pricing_hot",
-        "cart_abandoners",
-        "recent_buyers",
-        "lapsed_high_value",
-        "winback_now",
-        "rfm_champions",
-        "welcome_offer",
-    ] {
+    for segment in crate::support::WORKLOAD_SEGMENTS {
         out.push(execute(client, &format!("SELECT * FROM {segment} ORDER BY user_id")).await);
     }
     out

@@ -136,15 +136,7 @@ fn the_demo_streams_events_and_shows_the_segments() {
             "round {round}: {stdout}\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        for segment in [
-            "pricing_hot",
-            "cart_abandoners",
-            "recent_buyers",
-            "lapsed_high_value",
-            "winback_now",
-            "rfm_champions",
-            "welcome_offer",
-        ] {
+        for segment in crate::support::WORKLOAD_SEGMENTS {
             assert!(stdout.contains(segment), "round {round}: {segment} missing: {stdout}");
         }
         let events: u64 = stdout

@@ -17,6 +17,17 @@ pub fn fresh_engine() -> (Engine, tempfile::TempDir) {
     (engine, dir)
 }
 
+/// The reference workload's seven segments (sql-examples/workload/segments.sql), in order.
+pub const WORKLOAD_SEGMENTS: [&str; 7] = [
+    "pricing_hot",
+    "cart_abandoners",
+    "recent_buyers",
+    "lapsed_high_value",
+    "winback_now",
+    "rfm_champions",
+    "welcome_offer",
+];
+
 /// The reference workload's schema, as the product ships it.
 pub fn workload_schema() -> String {
     std::fs::read_to_string(repo_root().join("sql-examples/workload/schema.sql")).expect("workload schema")

@@ -15,15 +15,7 @@ async fn the_seven_workload_segments_plan_and_explain() {
     let names: Vec<String> = engine.catalog().list(ObjectKind::Segment).map(|r| r.name.clone()).collect();
     assert_eq!(names.len(), 7, "{names:?}");
     let mut text = String::new();
-    for name in [
-        "pricing_hot",
-        "cart_abandoners",
-        "recent_buyers",
-        "lapsed_high_value",
-        "winback_now",
-        "rfm_champions",
-        "welcome_offer",
-    ] {
+    for name in crate::support::WORKLOAD_SEGMENTS {
         let out = engine.execute(&format!("EXPLAIN SEGMENT {name}")).await.expect("explains");
         let Output::Text(explain) = &out[0] else { panic!("EXPLAIN gives text") };
         assert!(explain.contains("Membership: key=user_id"), "{explain}");
