@@ -18,7 +18,7 @@ mod rows;
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
 pub use ingest::{IngestReport, IngestRows, RejectedRow};
-pub use lookup::MemberRecord;
+pub use lookup::{ChangeLogReader, MemberRecord};
 pub use maintain::{BackfillProgress, ChangeRecord};
 pub use output::Output;
 pub use segstream_ops::ChangeKind;

@@ -40,6 +40,17 @@ impl Engine {
             .collect()
     }
 
+    /// A reader of one segment's change log that works without the engine: the log is
+    /// append-only and RocksDB reads are thread-safe, so a subscriber need not wait behind
+    /// the steps that hold the engine.
+    pub fn change_log_reader(&self, segment: &str) -> Result<ChangeLogReader> {
+        Ok(ChangeLogReader {
+            store: self.store.clone(),
+            segment: segment.to_string(),
+            log_id: self.log_id(segment)?,
+        })
+    }
+
     /// The sequence number of a segment's last change (0 before any).
     pub fn last_seq(&self, segment: &str) -> Result<u64> {
         let log_id = self.log_id(segment)?;
@@ -144,5 +155,32 @@ impl Engine {
             }
         }
         Ok(count)
+    }
+}
+
+/// One segment's change log, read without the engine (see [`Engine::change_log_reader`]).
+#[derive(Clone)]
+pub struct ChangeLogReader {
+    store: segstream_state::Store,
+    segment: String,
+    log_id: u64,
+}
+
+impl ChangeLogReader {
+    /// At most `limit` changes with sequence numbers from `from` on.
+    pub fn page(&self, from: u64, limit: usize) -> Result<Vec<ChangeRecord>> {
+        let mut start = self.log_id.to_be_bytes().to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        self.store
+            .scan_range_limit(CF_CHANGES, &start, &self.log_id.to_be_bytes(), limit)?
+            .iter()
+            .map(|(key, value)| decode_change(&self.segment, key, value))
+            .collect()
+    }
+
+    /// Whether the segment still exists with this log (not dropped, not dropped and
+    /// created again).
+    pub fn is_current(&self, engine: &Engine) -> bool {
+        engine.log_id(&self.segment).is_ok_and(|id| id == self.log_id)
     }
 }

@@ -173,6 +173,11 @@ impl Shared {
         self.durable.lock().ok().and_then(|d| d.positions.get(segment).copied()).unwrap_or(0)
     }
 
+    /// The last sequence number of `segment` written (synced or not).
+    pub fn written_position(&self, segment: &str) -> u64 {
+        self.written.lock().ok().and_then(|w| w.positions.get(segment).copied()).unwrap_or(0)
+    }
+
     pub fn durable_point(&self) -> LogPoint {
         self.durable.lock().map(|d| d.clone()).unwrap_or_default()
     }

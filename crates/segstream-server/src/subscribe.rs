@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use segstream_engine::Engine;
+use segstream_engine::{ChangeLogReader, Engine};
 use segstream_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -131,28 +131,36 @@ async fn follow_inner(
     version: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Result<(), Status> {
     let left = || Status::cancelled("the subscriber left");
+    // Log pages are read without the engine, so a subscriber never queues behind steps.
+    let readers: BTreeMap<String, ChangeLogReader> = {
+        let engine = shared.read().await;
+        positions
+            .keys()
+            .map(|segment| Ok((segment.clone(), engine.change_log_reader(segment).map_err(status)?)))
+            .collect::<Result<_, Status>>()?
+    };
     loop {
-        // Seen before reading, so a step during the read wakes the wait below.
+        // Seen before reading, so a sync during the read wakes the wait below.
         version.borrow_and_update();
         loop {
             let mut sent = false;
             let mut lag = 0;
             for (segment, position) in positions.iter_mut() {
-                let (page, last) = {
-                    let engine = shared.read().await;
-                    (
-                        engine.changes_page(segment, *position + 1, PAGE).map_err(status)?,
-                        engine.last_seq(segment).map_err(status)?,
-                    )
-                };
-                for record in &page {
+                // Only what the last sync made durable: never a change a crash could undo.
+                let durable = shared.durable_position(segment);
+                lag += shared.written_position(segment).saturating_sub(*position);
+                if durable <= *position {
+                    continue;
+                }
+                let want = PAGE.min((durable - *position) as usize);
+                let page = readers[segment.as_str()].page(*position + 1, want).map_err(status)?;
+                for record in page.iter().filter(|r| r.seq <= durable) {
                     tx.send(event(pb::subscribe_response::Event::Change(change(record))))
                         .await
                         .map_err(|_| left())?;
                     *position = record.seq;
                     sent = true;
                 }
-                lag += last.saturating_sub(*position);
             }
             if let Ok(mut l) = shared.metrics.subscriber_lag.lock() {
                 l.insert(id, lag);
@@ -168,7 +176,13 @@ async fn follow_inner(
                 }
             }
             _ = tokio::time::sleep(progress_every) => {
-                let clock = shared.read().await.now().nanos();
+                let engine = shared.read().await;
+                // A segment dropped (or dropped and created again) ends the subscription.
+                if let Some((segment, _)) = readers.iter().find(|(_, r)| !r.is_current(&engine)) {
+                    return Err(Status::not_found(format!("segment `{segment}` was dropped")));
+                }
+                let clock = engine.now().nanos();
+                drop(engine);
                 let progress = pb::Progress { clock_unix_nanos: clock, seq: positions.clone().into_iter().collect() };
                 tx.send(event(pb::subscribe_response::Event::Progress(progress))).await.map_err(|_| left())?;
             }

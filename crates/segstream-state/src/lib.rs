@@ -36,7 +36,9 @@ pub const CF_MEMBERS: &str = "members";
 pub const CF_CHANGES: &str = "changes";
 const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, CF_MEMBERS, CF_CHANGES];
 
-/// An open data directory.
+/// An open data directory. A clone is another handle on the same database (RocksDB is
+/// safe to read from many threads): readers that must not wait for the writer use one.
+#[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
     /// Sync the WAL on every write (the default); off for group commit.
