@@ -24,6 +24,9 @@ pub enum IngestRows {
     Arrow(RecordBatch),
     /// One JSON object per row: `{"user_id": "u1", "ts": "2026-01-01 10:00:00", ...}`.
     Json(Vec<serde_json::Value>),
+    /// The same as text, one object per string (NDJSON lines, the gRPC `json` payload): a
+    /// string that is not JSON rejects its row with the parser's reason.
+    JsonText(Vec<String>),
 }
 
 /// What an ingest call did.
@@ -83,6 +86,7 @@ impl Engine {
         let (values, rejected) = match rows {
             IngestRows::Arrow(batch) => rows_from_arrow(&relation, &batch)?,
             IngestRows::Json(objects) => rows_from_json(&relation, &objects),
+            IngestRows::JsonText(texts) => rows_from_json_text(&relation, &texts),
         };
         let report = IngestReport { accepted: values.len(), rejected, duplicate: false };
         let marker = marker_key.map(|key| (key, encode_report(&report)));
@@ -228,6 +232,19 @@ fn rows_from_json(relation: &segstream_sql::Relation, objects: &[serde_json::Val
     let mut rejected = Vec::new();
     for (index, object) in objects.iter().enumerate() {
         match row_from_json(relation, object) {
+            Ok(row) => rows.push(row),
+            Err(reason) => rejected.push(RejectedRow { index, reason }),
+        }
+    }
+    (rows, rejected)
+}
+
+fn rows_from_json_text(relation: &segstream_sql::Relation, texts: &[String]) -> Checked {
+    let mut rows = Vec::with_capacity(texts.len());
+    let mut rejected = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        let parsed = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"));
+        match parsed.and_then(|object| row_from_json(relation, &object)) {
             Ok(row) => rows.push(row),
             Err(reason) => rejected.push(RejectedRow { index, reason }),
         }

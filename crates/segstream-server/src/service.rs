@@ -39,23 +39,8 @@ impl SegstreamService {
         if relation.is_empty() {
             return Err(Status::invalid_argument("name the stream or table to ingest into (`relation`)"));
         }
-        // Rows that are not JSON are rejected here, with the parser's reason.
-        let mut unparsable = Vec::new();
         let rows = match request.payload {
-            Some(pb::ingest_request::Payload::Json(json)) => {
-                let values = json
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, text)| {
-                        serde_json::from_str::<serde_json::Value>(text).unwrap_or_else(|e| {
-                            unparsable.push((i, format!("not JSON: {e}")));
-                            serde_json::Value::Null
-                        })
-                    })
-                    .collect();
-                IngestRows::Json(values)
-            }
+            Some(pb::ingest_request::Payload::Json(json)) => IngestRows::JsonText(json.rows),
             Some(pb::ingest_request::Payload::ArrowIpc(bytes)) => IngestRows::Arrow(arrow_batch(&bytes)?),
             None => return Err(Status::invalid_argument("give the rows as `json` or `arrow_ipc`")),
         };
@@ -78,11 +63,7 @@ impl SegstreamService {
         let rejected = report
             .rejected
             .into_iter()
-            .map(|r| {
-                let reason =
-                    unparsable.iter().find(|(i, _)| *i == r.index).map_or(r.reason, |(_, why)| why.clone());
-                pb::RejectedRow { index: r.index as u64 + offset, reason }
-            })
+            .map(|r| pb::RejectedRow { index: r.index as u64 + offset, reason: r.reason })
             .collect();
         Ok(pb::IngestResponse { accepted: report.accepted as u64, rejected, duplicate: report.duplicate })
     }

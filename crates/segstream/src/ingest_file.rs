@@ -124,33 +124,12 @@ async fn apply(
 ) -> anyhow::Result<(u64, Vec<(usize, String)>)> {
     match destination {
         Destination::Embedded(engine) => {
-            let mut unparsable = Vec::new();
             let rows = match chunk {
-                Chunk::Json { rows, .. } => IngestRows::Json(
-                    rows.iter()
-                        .enumerate()
-                        .map(|(i, text)| {
-                            serde_json::from_str(text).unwrap_or_else(|e| {
-                                unparsable.push((i, format!("not JSON: {e}")));
-                                serde_json::Value::Null
-                            })
-                        })
-                        .collect(),
-                ),
+                Chunk::Json { rows, .. } => IngestRows::JsonText(rows.clone()),
                 Chunk::Arrow { batch, .. } => IngestRows::Arrow(batch.clone()),
             };
             let report = engine.ingest(relation, rows)?;
-            let bad = report
-                .rejected
-                .into_iter()
-                .map(|r| {
-                    let reason = unparsable
-                        .iter()
-                        .find(|(i, _)| *i == r.index)
-                        .map_or(r.reason, |(_, why)| why.clone());
-                    (r.index, reason)
-                })
-                .collect();
+            let bad = report.rejected.into_iter().map(|r| (r.index, r.reason)).collect();
             Ok((report.accepted as u64, bad))
         }
         Destination::Remote(client) => {
