@@ -19,7 +19,7 @@ use std::time::Duration;
 use segstream_engine::{ClockMode, Engine, EngineOptions};
 use segstream_proto::v1::segstream_server::SegstreamServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::auth::BearerAuth;
@@ -143,7 +143,10 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(tonic::service::interceptor::InterceptedService::new(service, auth));
     on_listening(Listening { grpc, metrics });
-    let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    // No Nagle: a change or an acknowledgement is one small write that must leave at once,
+    // not wait for the peer's (delayed, up to 40 ms) ACK of the previous one.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     for task in background {
         task.abort();
     }

@@ -7,7 +7,7 @@
 //! 1. **Saturation**: `SEGSTREAM_BENCH_CLIENTS` (default 8) clients ingest back to back for
 //!    a few seconds; the acknowledged rate is the maximum sustainable load.
 //! 2. **Latency** at a fixed offered load (default: half of that maximum; or
-//!    `SEGSTREAM_BENCH_RATE` events/s), paced open-loop for `SEGSTREAM_BENCH_SECONDS`
+//!    `SEGSTREAM_BENCH_RATE` events/s, which skips phase 1), paced open-loop for `SEGSTREAM_BENCH_SECONDS`
 //!    (default 10): p50/p99/max of ack -> received and send -> received.
 //!
 //! ```sh
@@ -114,7 +114,7 @@ async fn run() {
         .await
         .expect("subscribes")
         .into_inner();
-    {
+    let subscriber_task = {
         let received = Arc::clone(&received);
         tokio::spawn(async move {
             while let Ok(Some(message)) = stream.message().await {
@@ -125,12 +125,17 @@ async fn run() {
                     }
                 }
             }
-        });
-    }
+        })
+    };
 
     // 1. Saturation: closed loop, `clients` connections.
     let next_user = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let saturation = Duration::from_secs(seconds.clamp(2, 5));
+    // With a rate given there is nothing to find out.
+    let saturation = if std::env::var("SEGSTREAM_BENCH_RATE").is_ok() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(seconds.clamp(2, 5))
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -149,8 +154,13 @@ async fn run() {
     }
     let sent = next_user.load(std::sync::atomic::Ordering::Relaxed);
     let max_rate = sent as f64 / started.elapsed().as_secs_f64();
-    println!("saturation: {clients} clients, single-event Ingest calls: {max_rate:.0} events/s acknowledged");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    if !saturation.is_zero() {
+        println!(
+            "saturation: {clients} clients, single-event Ingest calls: {max_rate:.0} events/s acknowledged"
+        );
+        // The subscriber catches up with the saturation phase before latency is measured.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     // 2. Latency at a fixed offered load, paced open-loop over `clients` connections.
     let rate = env("SEGSTREAM_BENCH_RATE", (max_rate / 2.0).max(1.0) as u64).max(1);
@@ -186,6 +196,8 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let timings = timings.lock().map(|t| t.clone()).unwrap_or_default();
     let received = received.lock().map(|r| r.clone()).unwrap_or_default();
+    // Per second of the run, so a warm-up or a backlog shows.
+    let mut by_second: Vec<Vec<Duration>> = vec![Vec::new(); seconds as usize + 1];
     let mut after_ack = Vec::new();
     let mut after_send = Vec::new();
     let mut before_ack = 0usize;
@@ -198,6 +210,9 @@ async fn run() {
                     before_ack += 1;
                 }
                 after_ack.push(at.saturating_duration_since(*acked_at));
+                let second =
+                    (sent_at.saturating_duration_since(started).as_secs() as usize).min(seconds as usize);
+                by_second[second].push(at.saturating_duration_since(*acked_at));
             }
             None => missing += 1,
         }
@@ -211,6 +226,16 @@ async fn run() {
     report("ack -> subscriber", after_ack);
     report("send -> subscriber", after_send);
     println!("  changes that reached the subscriber before the ack: {before_ack}; never received: {missing}");
+    let per_second: Vec<String> = by_second
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(|mut s| {
+            s.sort();
+            format!("{:.1}", percentile(&s, 0.99).as_secs_f64() * 1e3)
+        })
+        .collect();
+    println!("  ack -> subscriber p99 by second (ms): {}", per_second.join(" "));
+    subscriber_task.abort();
     let _ = stop_tx.send(());
     let _ = server.await;
 }
