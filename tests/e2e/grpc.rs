@@ -685,3 +685,73 @@ fn the_interactive_shell_runs_statements_and_keeps_history() {
     let history = std::fs::read_to_string(home.path().join(".segstream_history")).expect("history written");
     assert!(history.contains("SELECT 40 + 2"), "{history}");
 }
+
+/// With change-log retention, a subscriber resuming from a change already dropped is
+/// refused with FAILED_PRECONDITION telling it to resnapshot; a snapshot still works and
+/// the changes the log keeps resume exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_from_a_dropped_change_asks_for_a_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--change-log-max-changes", "2"]);
+    let mut client = server.client().await;
+    setup_workload(&mut client).await;
+    for (i, user) in ["ann", "bob", "cat", "dan", "eve"].iter().enumerate() {
+        let response =
+            ingest(&mut client, "events", &[purchase(&format!("p{i}"), user, "2026-04-01 10:00:00")]).await;
+        assert_eq!(response.accepted, 1);
+    }
+    let resume = |after: u64| pb::SubscribeRequest {
+        segments: vec!["recent_buyers".into()],
+        start: Some(pb::subscribe_request::Start::Resume(pb::Resume {
+            after_seq: [("recent_buyers".to_string(), after)].into_iter().collect(),
+        })),
+        progress_interval_ms: 50,
+    };
+    // The server trims every second; wait (bounded) until it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        match client.subscribe(resume(0)).await {
+            Err(status) => break status,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Ok(_) => panic!("the log was never trimmed to 2 changes"),
+        }
+    };
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("keeps them from 4 on"), "{}", refused.message());
+    assert!(refused.message().contains("snapshot"), "{}", refused.message());
+
+    // After 3 the log is whole: dan (4) and eve (5), exactly.
+    let mut stream = client.subscribe(resume(3)).await.expect("resumes").into_inner();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Some(pb::subscribe_response::Event::Change(c)) =
+            stream.message().await.expect("ok").expect("open").event
+        {
+            got.push((c.seq, c.key));
+        }
+    }
+    assert_eq!(got, vec![(4, "dan".to_string()), (5, "eve".to_string())]);
+
+    // A snapshot still has every member.
+    let request = pb::SubscribeRequest {
+        segments: vec!["recent_buyers".into()],
+        start: Some(pb::subscribe_request::Start::Snapshot(pb::Snapshot {})),
+        progress_interval_ms: 50,
+    };
+    let mut stream = client.subscribe(request).await.expect("subscribes").into_inner();
+    let mut members = Vec::new();
+    loop {
+        match stream.message().await.expect("ok").expect("open").event {
+            Some(pb::subscribe_response::Event::Member(m)) => members.push(m.key),
+            Some(pb::subscribe_response::Event::SnapshotEnd(end)) => {
+                assert_eq!(end.seq.get("recent_buyers"), Some(&5));
+                break;
+            }
+            _ => {}
+        }
+    }
+    members.sort();
+    assert_eq!(members, vec!["ann", "bob", "cat", "dan", "eve"]);
+}

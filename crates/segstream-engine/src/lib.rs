@@ -6,6 +6,7 @@
 //!   text -> segstream-sql (parse, plan) -> Engine::execute_statement -> segstream-state (one write batch)
 //! ```
 
+mod change_log_retention;
 mod clock;
 mod engine;
 mod ingest;
@@ -15,6 +16,7 @@ mod output;
 mod query;
 mod rows;
 
+pub use change_log_retention::ChangeLogRetention;
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
 pub use ingest::{IngestReport, IngestRows, RejectedRow};

@@ -22,7 +22,7 @@ pub struct MemberRecord {
 }
 
 impl Engine {
-    fn log_id(&self, segment: &str) -> Result<u64> {
+    pub(crate) fn log_id(&self, segment: &str) -> Result<u64> {
         self.store
             .meta_u64(&log_key(segment))?
             .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))

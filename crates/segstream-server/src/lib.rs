@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use segstream_engine::{ClockMode, Engine, EngineOptions};
+use segstream_engine::{ChangeLogRetention, ClockMode, Engine, EngineOptions};
 use segstream_proto::v1::segstream_server::SegstreamServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -47,6 +47,11 @@ pub struct ServerConfig {
     /// Group commit (default): concurrent calls share one WAL sync. Off: every step
     /// syncs on its own.
     pub group_commit: bool,
+    /// How much of each segment's change log is kept (unlimited by default); a
+    /// subscriber resuming from a dropped change is told to resnapshot.
+    pub change_log_retention: ChangeLogRetention,
+    /// How often the change logs are trimmed to `change_log_retention`.
+    pub retention_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +72,8 @@ impl ServerConfig {
             max_request_bytes: 16 * 1024 * 1024,
             timer_delay: Duration::from_millis(100),
             group_commit: true,
+            change_log_retention: ChangeLogRetention::default(),
+            retention_interval: Duration::from_secs(1),
         }
     }
 }
@@ -118,6 +125,13 @@ pub async fn serve(
     if config.clock == ClockMode::Wall {
         background.push(tokio::spawn(tick_wall_clock(Arc::clone(&shared), config.timer_delay)));
     }
+    if !config.change_log_retention.is_unlimited() {
+        background.push(tokio::spawn(trim_change_logs(
+            Arc::clone(&shared),
+            config.change_log_retention,
+            config.retention_interval,
+        )));
+    }
 
     let service = SegstreamServer::new(SegstreamService::new(Arc::clone(&shared)))
         .max_decoding_message_size(config.max_request_bytes);
@@ -152,6 +166,20 @@ pub async fn serve(
     }
     result?;
     Ok(())
+}
+
+/// Drops what the change-log retention no longer keeps, every `interval`. Unsynced
+/// like any step: a trim lost in a crash is simply done again.
+async fn trim_change_logs(shared: Arc<Shared>, retention: ChangeLogRetention, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut step = shared.step().await;
+        if let Err(e) = step.trim_change_logs(&retention) {
+            eprintln!("segstream: trimming the change logs failed (will retry): {e}");
+        }
+    }
 }
 
 /// Catches the wall clock up every `delay`, so members leave windows on time with no

@@ -55,12 +55,26 @@ pub fn positions(
                          is this the server the client was subscribed to?"
                     )));
                 }
+                let first = engine.first_kept_seq(segment).map_err(status)?;
+                if after + 1 < first {
+                    return Err(dropped(segment, after, first));
+                }
                 after
             }
         };
         positions.insert(segment.clone(), position);
     }
     Ok(positions)
+}
+
+/// A resume point the change-log retention has already dropped: the client must start
+/// again from a snapshot (FAILED_PRECONDITION: retrying the same request cannot work).
+fn dropped(segment: &str, after: u64, first: u64) -> Status {
+    Status::failed_precondition(format!(
+        "segment `{segment}`'s change log no longer holds the changes after {after}: the change-log \
+         retention keeps them from {first} on. Subscribe again with a snapshot (start: snapshot), \
+         then follow from the sequence number it ends at"
+    ))
 }
 
 /// Sends the segments' current members and the SnapshotEnd marker, and returns the
@@ -154,6 +168,12 @@ async fn follow_inner(
                 }
                 let want = PAGE.min((durable - *position) as usize);
                 let page = readers[segment.as_str()].page(*position + 1, want).map_err(status)?;
+                // Retention dropped changes this subscriber had not read yet: a gap must
+                // never pass as the next change.
+                if page.first().is_none_or(|r| r.seq != *position + 1) {
+                    let first = page.first().map_or(durable + 1, |r| r.seq);
+                    return Err(dropped(segment, *position, first));
+                }
                 for record in page.iter().filter(|r| r.seq <= durable) {
                     tx.send(event(pb::subscribe_response::Event::Change(change(record))))
                         .await
@@ -187,6 +207,51 @@ async fn follow_inner(
                 tx.send(event(pb::subscribe_response::Event::Progress(progress))).await.map_err(|_| left())?;
             }
             _ = tx.closed() => return Err(left()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use segstream_engine::{ChangeLogRetention, ClockMode, EngineOptions, IngestRows};
+
+    use super::*;
+
+    /// A subscriber that had read change 1 when retention dropped 1-3 gets
+    /// FAILED_PRECONDITION on its stream, not change 4 as if it were the next one.
+    #[tokio::test]
+    async fn a_subscriber_behind_a_trim_is_told_to_resnapshot_not_given_a_gap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual).with_group_commit(true);
+        let shared = Shared::new(Engine::open(options).expect("opens"));
+        {
+            let mut step = shared.step().await;
+            step.execute(
+                "CREATE STREAM clicks (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL) \
+                 WITH (event_time = 'ts', key = 'user_id');
+                 CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;",
+            )
+            .await
+            .expect("creates");
+            for user in ["a", "b", "c", "d", "e"] {
+                let row = serde_json::json!({"user_id": user, "ts": "1970-01-01 00:00:00"});
+                step.ingest("clicks", IngestRows::Json(vec![row])).expect("ingests");
+            }
+            let keep_two = ChangeLogRetention { max_changes: Some(2), ..Default::default() };
+            assert_eq!(step.trim_change_logs(&keep_two).expect("trims"), 3);
+        }
+        shared.commit().await.expect("commits");
+
+        let (tx, mut rx) = mpsc::channel(8);
+        let positions: BTreeMap<String, u64> = [("clicked".to_string(), 1)].into_iter().collect();
+        tokio::spawn(follow(Arc::clone(&shared), 1, positions, Duration::from_secs(60), tx));
+        match rx.recv().await.expect("a message") {
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+                assert!(status.message().contains("after 1"), "{}", status.message());
+                assert!(status.message().contains("from 4 on"), "{}", status.message());
+            }
+            Ok(message) => panic!("expected the resnapshot error, got {message:?}"),
         }
     }
 }

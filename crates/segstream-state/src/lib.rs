@@ -224,6 +224,12 @@ impl StoreBatch<'_> {
         Ok(())
     }
 
+    /// Deletes every key from `start` (included) to `end` (excluded).
+    pub fn delete_range(&mut self, family: &str, start: &[u8], end: &[u8]) -> Result<()> {
+        self.inner.delete_range_cf(self.store.family(family)?, start, end);
+        Ok(())
+    }
+
     /// Deletes every key that starts with `prefix`.
     pub fn delete_prefix(&mut self, family: &str, prefix: &[u8]) -> Result<()> {
         let end = codec::prefix_end(prefix);

@@ -100,6 +100,15 @@ The API: docs/grpc-api.md.")]
         /// Wall clock: the longest a time-driven change (an exit at a window's end) waits, in ms.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         timer_delay_ms: u64,
+
+        /// Drop each segment's changes logged longer ago than this (by the engine clock),
+        /// e.g. `7d`, `12h`, `30m`, `90s`. Unlimited if not given.
+        #[arg(long, value_parser = parse_age, value_name = "AGE")]
+        change_log_max_age: Option<std::time::Duration>,
+
+        /// Keep at most this many of each segment's latest changes. Unlimited if not given.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+        change_log_max_changes: Option<u64>,
     },
 
     /// Load a file of rows (NDJSON, CSV or Parquet) into a stream or table.
@@ -308,7 +317,15 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Command::Serve { metrics_addr, tls_cert, tls_key, max_request_mib, timer_delay_ms } => {
+        Command::Serve {
+            metrics_addr,
+            tls_cert,
+            tls_key,
+            max_request_mib,
+            timer_delay_ms,
+            change_log_max_age,
+            change_log_max_changes,
+        } => {
             let mut config = segstream_server::ServerConfig::new(&cli.data_dir);
             config.clock = cli.clock;
             if let Some(addr) = &cli.addr {
@@ -325,6 +342,10 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             };
             config.max_request_bytes = (max_request_mib * 1024 * 1024) as usize;
             config.timer_delay = std::time::Duration::from_millis(timer_delay_ms);
+            config.change_log_retention = segstream_engine::ChangeLogRetention {
+                max_age: change_log_max_age,
+                max_changes: change_log_max_changes,
+            };
             let secured = config.token.is_some();
             let tls = config.tls.is_some();
             segstream_server::serve(config, shutdown_signal(), |listening| {
@@ -414,4 +435,49 @@ async fn shutdown_signal() {
 enum Source {
     Text(String),
     File(PathBuf),
+}
+
+/// An age such as `7d`, `12h`, `30m` or `90s`: a whole number and one unit.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not an age: write a whole number and a unit, e.g. 7d, 12h, 30m, 90s")
+    })?;
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        other => {
+            return Err(format!("`{other}` is not a unit of age: use s, m, h or d (e.g. 7d, 12h, 30m, 90s)"));
+        }
+    };
+    if number == 0 {
+        return Err("the age must be more than 0".into());
+    }
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long an age"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_age;
+
+    #[test]
+    fn ages_are_a_number_and_a_unit() {
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_age("7 weeks").expect_err("no weeks").contains("not a unit of age"));
+        assert!(parse_age("d").expect_err("no number").contains("not an age"));
+        assert!(parse_age("0h").expect_err("zero").contains("more than 0"));
+        assert!(parse_age("99999999999999999d").is_err());
+    }
 }
