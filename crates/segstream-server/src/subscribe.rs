@@ -171,6 +171,11 @@ async fn follow_inner(
                 // Retention dropped changes this subscriber had not read yet: a gap must
                 // never pass as the next change.
                 if page.first().is_none_or(|r| r.seq != *position + 1) {
+                    // Unless the segment itself was dropped (and perhaps created again
+                    // under its name): then this log is gone, not trimmed.
+                    if !readers[segment.as_str()].is_current(&*shared.read().await) {
+                        return Err(Status::not_found(format!("segment `{segment}` was dropped")));
+                    }
                     let first = page.first().map_or(durable + 1, |r| r.seq);
                     return Err(dropped(segment, *position, first));
                 }
@@ -252,6 +257,51 @@ mod tests {
                 assert!(status.message().contains("from 4 on"), "{}", status.message());
             }
             Ok(message) => panic!("expected the resnapshot error, got {message:?}"),
+        }
+    }
+
+    /// A segment dropped and created again under its name, whose new log passes the
+    /// subscriber's position, ends the subscription as dropped (NOT_FOUND), not as a trim.
+    #[tokio::test]
+    async fn a_segment_dropped_and_created_again_is_not_taken_for_a_trim() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual).with_group_commit(true);
+        let shared = Shared::new(Engine::open(options).expect("opens"));
+        let click = |user: &str| {
+            IngestRows::Json(vec![serde_json::json!({"user_id": user, "ts": "1970-01-01 00:00:00"})])
+        };
+        {
+            let mut step = shared.step().await;
+            step.execute(
+                "CREATE STREAM clicks (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL) \
+                 WITH (event_time = 'ts', key = 'user_id');
+                 CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;",
+            )
+            .await
+            .expect("creates");
+            step.ingest("clicks", click("a")).expect("ingests");
+            step.ingest("clicks", click("b")).expect("ingests");
+        }
+        shared.commit().await.expect("commits");
+
+        let (tx, mut rx) = mpsc::channel(8);
+        let positions: BTreeMap<String, u64> = [("clicked".to_string(), 2)].into_iter().collect();
+        tokio::spawn(follow(Arc::clone(&shared), 1, positions, Duration::from_secs(60), tx));
+        tokio::task::yield_now().await;
+        {
+            let mut step = shared.step().await;
+            step.execute(
+                "DROP SEGMENT clicked; CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;",
+            )
+            .await
+            .expect("drops and creates");
+            step.ingest("clicks", click("c")).expect("ingests");
+            assert_eq!(step.last_seq("clicked").expect("position"), 3, "the new log passes 2");
+        }
+        shared.commit().await.expect("commits");
+        match rx.recv().await.expect("a message") {
+            Err(status) => assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}"),
+            Ok(message) => panic!("expected the dropped-segment error, got {message:?}"),
         }
     }
 }
