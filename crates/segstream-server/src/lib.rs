@@ -9,6 +9,8 @@ pub mod metrics;
 pub mod service;
 pub mod shared;
 pub mod subscribe;
+#[cfg(test)]
+mod test_support;
 
 use std::future::Future;
 use std::net::SocketAddr;

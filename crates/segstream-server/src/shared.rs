@@ -251,33 +251,19 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use segstream_engine::{ClockMode, EngineOptions, IngestRows};
-
     use super::*;
+    use crate::test_support::{click, clicked};
 
     /// Steps written without a sync are invisible to subscribers; one sync makes all of
     /// them durable at once, and a commit with nothing new to sync costs nothing.
     #[tokio::test]
     async fn one_sync_covers_every_step_written_and_only_synced_changes_are_visible() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual).with_group_commit(true);
-        let shared = Shared::new(Engine::open(options).expect("opens"));
-        {
-            let mut step = shared.step().await;
-            step.execute(
-                "CREATE STREAM clicks (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL) \
-                 WITH (event_time = 'ts', key = 'user_id');
-                 CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;",
-            )
-            .await
-            .expect("creates");
-        }
-        shared.commit().await.expect("commits");
+        let shared = clicked(dir.path()).await;
         let syncs = shared.metrics.wal_syncs.load(Ordering::Relaxed);
         for user in ["a", "b", "c"] {
             let mut step = shared.step().await;
-            let row = serde_json::json!({"user_id": user, "ts": "1970-01-01 00:00:00"});
-            step.ingest("clicks", IngestRows::Json(vec![row])).expect("ingests");
+            step.ingest("clicks", click(user)).expect("ingests");
         }
         assert_eq!(shared.written_point().positions.get("clicked"), Some(&3));
         assert_eq!(shared.durable_position("clicked"), 0, "nothing synced yet: nothing to send");

@@ -218,29 +218,21 @@ async fn follow_inner(
 
 #[cfg(test)]
 mod tests {
-    use segstream_engine::{ChangeLogRetention, ClockMode, EngineOptions, IngestRows};
+    use segstream_engine::ChangeLogRetention;
 
     use super::*;
+    use crate::test_support::{click, clicked};
 
     /// A subscriber that had read change 1 when retention dropped 1-3 gets
     /// FAILED_PRECONDITION on its stream, not change 4 as if it were the next one.
     #[tokio::test]
     async fn a_subscriber_behind_a_trim_is_told_to_resnapshot_not_given_a_gap() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual).with_group_commit(true);
-        let shared = Shared::new(Engine::open(options).expect("opens"));
+        let shared = clicked(dir.path()).await;
         {
             let mut step = shared.step().await;
-            step.execute(
-                "CREATE STREAM clicks (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL) \
-                 WITH (event_time = 'ts', key = 'user_id');
-                 CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;",
-            )
-            .await
-            .expect("creates");
             for user in ["a", "b", "c", "d", "e"] {
-                let row = serde_json::json!({"user_id": user, "ts": "1970-01-01 00:00:00"});
-                step.ingest("clicks", IngestRows::Json(vec![row])).expect("ingests");
+                step.ingest("clicks", click(user)).expect("ingests");
             }
             let keep_two = ChangeLogRetention { max_changes: Some(2), ..Default::default() };
             assert_eq!(step.trim_change_logs(&keep_two).expect("trims"), 3);
@@ -265,20 +257,9 @@ mod tests {
     #[tokio::test]
     async fn a_segment_dropped_and_created_again_is_not_taken_for_a_trim() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual).with_group_commit(true);
-        let shared = Shared::new(Engine::open(options).expect("opens"));
-        let click = |user: &str| {
-            IngestRows::Json(vec![serde_json::json!({"user_id": user, "ts": "1970-01-01 00:00:00"})])
-        };
+        let shared = clicked(dir.path()).await;
         {
             let mut step = shared.step().await;
-            step.execute(
-                "CREATE STREAM clicks (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL) \
-                 WITH (event_time = 'ts', key = 'user_id');
-                 CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;",
-            )
-            .await
-            .expect("creates");
             step.ingest("clicks", click("a")).expect("ingests");
             step.ingest("clicks", click("b")).expect("ingests");
         }
