@@ -8,7 +8,7 @@ use std::time::Duration;
 use segstream_state::{CF_CHANGES, CF_META};
 use segstream_types::{Error, Result};
 
-use crate::maintain::decode_change;
+use crate::maintain::{change_key, decode_change};
 use crate::Engine;
 
 /// How much of each segment's change log is kept. Unlimited by default.
@@ -32,12 +32,6 @@ const PAGE: usize = 1024;
 fn first_kept_key(log_id: u64) -> Vec<u8> {
     let mut key = b"logstart/".to_vec();
     key.extend_from_slice(&log_id.to_be_bytes());
-    key
-}
-
-fn change_key(log_id: u64, seq: u64) -> Vec<u8> {
-    let mut key = log_id.to_be_bytes().to_vec();
-    key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 

@@ -10,7 +10,7 @@ use segstream_state::codec::encode_key;
 use segstream_state::{CF_CHANGES, CF_MEMBERS, CF_META};
 use segstream_types::{Error, Result};
 
-use crate::maintain::{attributes_json, decode_change, key_text, log_key, seq_key};
+use crate::maintain::{attributes_json, change_key, decode_change, key_text, log_key, seq_key};
 use crate::{ChangeRecord, Engine};
 
 /// A member as services see it.
@@ -30,14 +30,7 @@ impl Engine {
 
     /// At most `limit` of a segment's changes with `seq >= from`, in order.
     pub fn changes_page(&self, segment: &str, from: u64, limit: usize) -> Result<Vec<ChangeRecord>> {
-        let log_id = self.log_id(segment)?;
-        let mut start = log_id.to_be_bytes().to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
-        self.store
-            .scan_range_limit(CF_CHANGES, &start, &log_id.to_be_bytes(), limit)?
-            .iter()
-            .map(|(key, value)| decode_change(segment, key, value))
-            .collect()
+        self.change_log_reader(segment)?.page(from, limit)
     }
 
     /// A reader of one segment's change log that works without the engine: the log is
@@ -169,10 +162,8 @@ pub struct ChangeLogReader {
 impl ChangeLogReader {
     /// At most `limit` changes with sequence numbers from `from` on.
     pub fn page(&self, from: u64, limit: usize) -> Result<Vec<ChangeRecord>> {
-        let mut start = self.log_id.to_be_bytes().to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
         self.store
-            .scan_range_limit(CF_CHANGES, &start, &self.log_id.to_be_bytes(), limit)?
+            .scan_range_limit(CF_CHANGES, &change_key(self.log_id, from), &self.log_id.to_be_bytes(), limit)?
             .iter()
             .map(|(key, value)| decode_change(&self.segment, key, value))
             .collect()

@@ -24,6 +24,14 @@ pub(crate) fn log_key(name: &str) -> String {
     format!("log/{name}")
 }
 
+/// A change's key in the change log: the segment's log id, then the sequence number,
+/// both big-endian, so a log reads in order and one log's keys share a prefix.
+pub(crate) fn change_key(log_id: u64, seq: u64) -> Vec<u8> {
+    let mut key = log_id.to_be_bytes().to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
 pub(crate) fn seq_key(log_id: u64) -> Vec<u8> {
     let mut key = b"seq/".to_vec();
     key.extend_from_slice(&log_id.to_be_bytes());
@@ -163,9 +171,7 @@ impl Engine {
                 .bytes(key_text(&row[0]).as_bytes())
                 .bytes(attributes_json(schema, change.new.as_ref()).as_bytes())
                 .bytes(b"");
-            let mut key = log_id.to_be_bytes().to_vec();
-            key.extend_from_slice(&seq.to_be_bytes());
-            cx.put(CF_CHANGES, key, value.0);
+            cx.put(CF_CHANGES, change_key(log_id, seq), value.0);
         }
         cx.put(CF_META, seq_key(log_id), seq.to_be_bytes().to_vec());
         Ok(())
@@ -364,10 +370,10 @@ impl Engine {
         let Some(log_id) = self.store.meta_u64(&log_key(segment))? else {
             return Err(Error::catalog(format!("no segment is named `{segment}`")));
         };
-        let mut start = log_id.to_be_bytes().to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
         let mut out = Vec::new();
-        for (key, value) in self.store.scan_range(CF_CHANGES, &start, &log_id.to_be_bytes())? {
+        for (key, value) in
+            self.store.scan_range(CF_CHANGES, &change_key(log_id, from), &log_id.to_be_bytes())?
+        {
             out.push(decode_change(segment, &key, &value)?);
         }
         Ok(out)

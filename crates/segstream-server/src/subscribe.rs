@@ -77,6 +77,11 @@ fn dropped(segment: &str, after: u64, first: u64) -> Status {
     ))
 }
 
+/// A followed segment was dropped (or dropped and created again): its log is gone.
+fn segment_dropped(segment: &str) -> Status {
+    Status::not_found(format!("segment `{segment}` was dropped"))
+}
+
 /// Sends the segments' current members and the SnapshotEnd marker, and returns the
 /// positions the snapshot stands at. Members and positions are read with the engine
 /// held, so they agree exactly; they are sent after it is let go.
@@ -174,7 +179,7 @@ async fn follow_inner(
                     // Unless the segment itself was dropped (and perhaps created again
                     // under its name): then this log is gone, not trimmed.
                     if !readers[segment.as_str()].is_current(&*shared.read().await) {
-                        return Err(Status::not_found(format!("segment `{segment}` was dropped")));
+                        return Err(segment_dropped(segment));
                     }
                     let first = page.first().map_or(durable + 1, |r| r.seq);
                     return Err(dropped(segment, *position, first));
@@ -204,7 +209,7 @@ async fn follow_inner(
                 let engine = shared.read().await;
                 // A segment dropped (or dropped and created again) ends the subscription.
                 if let Some((segment, _)) = readers.iter().find(|(_, r)| !r.is_current(&engine)) {
-                    return Err(Status::not_found(format!("segment `{segment}` was dropped")));
+                    return Err(segment_dropped(segment));
                 }
                 let clock = engine.now().nanos();
                 drop(engine);
