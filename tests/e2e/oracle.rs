@@ -5,7 +5,7 @@
 //! seven of the reference workload's segments (windows scaled to the histories) and
 //! against segments generated from a grammar of filters, time windows, aggregates,
 //! joins (inner, left, NOT IN with NULLs, EXISTS with a residual), set operations,
-//! NOT FOLLOWED BY and segments of segments. After
+//! NOT FOLLOWED BY, segments of segments and a stream with a retention. After
 //! every step each segment's maintained members and attributes must equal its SELECT
 //! run by DataFusion in batch with `NOW()` at the clock. The change log must replay to
 //! the membership with sequence numbers 1, 2, 3..., and every time-driven change must
@@ -48,6 +48,8 @@ enum Op {
 #[derive(Debug, Clone)]
 struct Params {
     hours: [u32; 3],
+    /// The retention of the `kept` stream, which gets a copy of every event.
+    retention_hours: u32,
     delay_minutes: u32,
     min_count: u32,
 }
@@ -86,6 +88,11 @@ fn segments(p: &Params) -> Vec<(String, String)> {
         ("g_inner_join", format!("SELECT e.user_id, COUNT(*) AS views, MAX(p.lifetime_value) AS ltv FROM events e JOIN profiles p ON p.user_id = e.user_id AND e.ts >= p.signup_at WHERE e.ts > NOW() - INTERVAL '{h2} hours' GROUP BY e.user_id")),
         ("g_intersect", "SELECT user_id FROM recent_buyers INTERSECT SELECT user_id FROM g_window".to_string()),
         ("g_absence", format!("SELECT DISTINCT user_id FROM events WHERE event_type = 'page_view' AND NOT FOLLOWED BY (event_type = 'purchase') WITHIN INTERVAL '{} minutes'", p.delay_minutes + 1)),
+        // A stream with a retention (`kept`): events leave every segment when they leave it.
+        ("k_spend", "SELECT user_id, SUM(amount) AS total, COUNT(*) AS n FROM kept GROUP BY user_id".to_string()),
+        ("k_recent_login", format!("SELECT DISTINCT user_id FROM kept WHERE event_type = 'login' AND ts > NOW() - INTERVAL '{h0} hours'")),
+        ("k_absence", format!("SELECT DISTINCT user_id FROM kept WHERE event_type = 'page_view' AND NOT FOLLOWED BY (event_type = 'purchase') WITHIN INTERVAL '{} minutes'", p.delay_minutes + 1)),
+        ("k_no_purchase", "SELECT user_id FROM profiles WHERE user_id NOT IN (SELECT user_id FROM kept WHERE event_type = 'purchase')".to_string()),
     ];
     list.into_iter().map(|(n, q)| (n.to_string(), q)).collect()
 }
@@ -106,16 +113,19 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop_oneof![0..30u32, 30..400u32, 400..3000u32].prop_map(|minutes| Op::Advance { minutes }),
         1 => (0..4u8, -600i64..0, 0..4u8).prop_map(|(user, signup_offset, value)| Op::Profile { user, signup_offset, value }),
         1 => (0..4u8).prop_map(|user| Op::DeleteProfile { user }),
-        1 => (0..20usize).prop_map(|template| Op::CreateLate { template }),
+        1 => (0..24usize).prop_map(|template| Op::CreateLate { template }),
     ]
 }
 
 fn params() -> impl Strategy<Value = Params> {
-    ([1..6u32, 1..10u32, 1..30u32], 0..90u32, 1..4u32).prop_map(|(hours, delay_minutes, min_count)| Params {
-        hours,
-        delay_minutes,
-        min_count,
-    })
+    ([1..6u32, 1..10u32, 1..30u32], 1..8u32, 0..90u32, 1..4u32).prop_map(
+        |(hours, retention_hours, delay_minutes, min_count)| Params {
+            hours,
+            retention_hours,
+            delay_minutes,
+            min_count,
+        },
+    )
 }
 
 /// Rows as sorted strings: a multiset comparison independent of order.
@@ -214,6 +224,13 @@ async fn run_history(p: Params, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let (mut engine, _dir) = fresh_engine();
     let fail = |e: segstream_types::Error| TestCaseError::fail(e.to_string());
     engine.execute(&workload_schema()).await.map_err(fail)?;
+    let kept = workload_schema()
+        .split(';')
+        .find(|s| s.contains("CREATE STREAM events"))
+        .expect("the workload declares events")
+        .replace("CREATE STREAM events", "CREATE STREAM kept")
+        .replace("key = 'user_id')", &format!("key = 'user_id', retention = '{} hours')", p.retention_hours));
+    engine.execute(&kept).await.map_err(fail)?;
     engine.execute("ADVANCE TIME TO TIMESTAMP '2026-01-01 00:00:00'").await.map_err(fail)?;
     let all = segments(&p);
     let mut live: Vec<String> = Vec::new();
@@ -244,7 +261,8 @@ async fn run_history(p: Params, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         )
                     })
                     .collect();
-                format!("INSERT INTO events VALUES {}", values.join(", "))
+                let values = values.join(", ");
+                format!("INSERT INTO events VALUES {values}; INSERT INTO kept VALUES {values}")
             }
             Op::Advance { minutes } => format!("ADVANCE TIME BY INTERVAL '{minutes} minutes'"),
             Op::Profile { user, signup_offset, value } => format!(
@@ -273,6 +291,11 @@ async fn run_history(p: Params, ops: Vec<Op>) -> Result<(), TestCaseError> {
         engine.execute(&sql).await.map_err(|e| TestCaseError::fail(format!("{sql}: {e}")))?;
         check_members(&engine, &live, &history).await?;
         check_instants(&engine, before, &mut seen, &history).await?;
+        // Deleting the events `kept` no longer retains changes nothing anyone sees.
+        if engine.drop_expired_events().map_err(fail)? > 0 {
+            let reading_kept: Vec<String> = live.iter().filter(|n| n.contains("k_")).cloned().collect();
+            check_members(&engine, &reading_kept, &history).await?;
+        }
     }
     // The change log replays to the membership.
     let records = engine.change_records().map_err(fail)?;

@@ -91,6 +91,7 @@ impl Engine {
             progress: None,
         };
         engine.reload_catalog()?;
+        engine.migrate_event_keys()?;
         engine.build_dataflows()?;
         Ok(engine)
     }
@@ -471,7 +472,7 @@ impl Engine {
                 "the clock never goes backwards: it is at {now}, and ADVANCE TIME asked for {target}"
             )));
         }
-        self.advance_clock_to(target)?;
+        self.advance_clock(target)?;
         Ok(Output::Done(format!("ADVANCE TIME {target}")))
     }
 }

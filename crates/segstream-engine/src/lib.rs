@@ -15,6 +15,7 @@ mod maintain;
 mod output;
 mod query;
 mod rows;
+mod stream_retention;
 
 pub use change_log_retention::ChangeLogRetention;
 pub use clock::ClockMode;

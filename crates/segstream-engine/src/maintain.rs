@@ -278,7 +278,7 @@ impl Engine {
         let relation =
             self.catalog.get(name).ok_or_else(|| Error::internal(format!("unknown relation {name}")))?;
         let batch = match relation.kind {
-            ObjectKind::Stream | ObjectKind::Table => self.stored_rows(relation)?,
+            ObjectKind::Stream | ObjectKind::Table => self.stored_rows_at(relation, cx.now)?,
             ObjectKind::Segment => {
                 let df = rebuilt
                     .get(name)

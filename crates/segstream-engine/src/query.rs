@@ -177,7 +177,9 @@ impl Engine {
         }
         let maintained = self.dataflows.get(&relation.name).filter(|_| batch_at.is_none());
         let batch = match (relation.kind, maintained) {
-            (ObjectKind::Stream | ObjectKind::Table, _) => self.stored_rows(relation)?,
+            (ObjectKind::Stream | ObjectKind::Table, _) => {
+                self.stored_rows_at(relation, batch_at.unwrap_or_else(|| self.now()))?
+            }
             (ObjectKind::Segment, Some(df)) => self.maintained_members(relation, df)?,
             (ObjectKind::Segment, None) => {
                 for read in &relation.reads {

@@ -24,6 +24,43 @@ use crate::output::Output;
 use crate::query::cast_column;
 
 const META_NEXT_EVENT: &str = "next_event_seq";
+/// How stored events are keyed; absent in data directories that keyed them by arrival.
+const META_EVENT_KEYS: &str = "event_keys";
+const EVENT_KEYS_BY_TIME: u64 = 2;
+
+/// A stored event's key: the stream's id, the event time (order-preserving) and an
+/// arrival number that keeps equal times apart. Events sort by event time within a
+/// stream, so those past a retention are one key range.
+pub(crate) fn event_key(stream_id: u64, event_nanos: i64, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(24);
+    key.extend_from_slice(&stream_id.to_be_bytes());
+    key.extend_from_slice(&event_time_prefix(event_nanos));
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The event-time part of an event key: the sign bit flipped, so negative instants
+/// (before 1970) sort first.
+pub(crate) fn event_time_prefix(event_nanos: i64) -> [u8; 8] {
+    ((event_nanos as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Where a stream's event-time column is in its rows.
+pub(crate) fn event_time_index(relation: &segstream_sql::Relation) -> Result<usize> {
+    let name = relation
+        .event_time
+        .as_deref()
+        .ok_or_else(|| Error::internal(format!("stream {} has no event time", relation.name)))?;
+    relation.schema.index_of(name).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// An event time's nanoseconds (never NULL: ingest refuses a NULL event time).
+pub(crate) fn event_nanos(value: &ScalarValue) -> Result<i64> {
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Ok(*v),
+        other => Err(Error::internal(format!("an event time is {other:?}, not a timestamp"))),
+    }
+}
 
 impl Engine {
     pub(crate) async fn insert(&mut self, insert: &Insert) -> Result<Output> {
@@ -177,10 +214,10 @@ impl Engine {
         let mut weights = Vec::with_capacity(rows.len());
         match relation.kind {
             ObjectKind::Stream => {
+                let time_index = event_time_index(relation)?;
                 let mut seq = self.store.meta_u64(META_NEXT_EVENT)?.unwrap_or(0);
                 for row in rows {
-                    let mut key = id.to_be_bytes().to_vec();
-                    key.extend_from_slice(&seq.to_be_bytes());
+                    let key = event_key(id, event_nanos(&row[time_index])?, seq);
                     cx.put(CF_ROWS, key, encode_row(&row)?);
                     seq += 1;
                     delta_rows.push(row);
@@ -300,6 +337,29 @@ impl Engine {
         let weights = vec![-1; deleted];
         self.apply_relation_delta(&relation.name, &relation.schema, retracted, weights, cx)?;
         Ok(Output::Done(format!("DELETE {deleted}")))
+    }
+
+    /// Rewrites events stored by a version that keyed them by arrival only (stream id
+    /// + arrival number, 16 bytes) under [`event_key`], once per data directory.
+    pub(crate) fn migrate_event_keys(&mut self) -> Result<()> {
+        if self.store.meta_u64(META_EVENT_KEYS)? == Some(EVENT_KEYS_BY_TIME) {
+            return Ok(());
+        }
+        let mut batch = self.store.batch();
+        for relation in self.catalog.list(ObjectKind::Stream) {
+            let id = self.id_of(&relation.name)?;
+            let time_index = event_time_index(relation)?;
+            for (key, value) in self.store.scan_prefix(CF_ROWS, &id.to_be_bytes())? {
+                let Some(seq) = key.get(8..16).filter(|_| key.len() == 16) else { continue };
+                let seq =
+                    u64::from_be_bytes(seq.try_into().map_err(|_| Error::storage("damaged event key"))?);
+                let row = decode_row(&relation.schema, &value)?;
+                batch.put(CF_ROWS, &event_key(id, event_nanos(&row[time_index])?, seq), &value)?;
+                batch.delete(CF_ROWS, &key)?;
+            }
+        }
+        batch.put_u64(CF_META, META_EVENT_KEYS.as_bytes(), EVENT_KEYS_BY_TIME)?;
+        self.store.write(batch)
     }
 
     pub(crate) fn id_of(&self, name: &str) -> Result<u64> {

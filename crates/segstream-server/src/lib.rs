@@ -52,7 +52,8 @@ pub struct ServerConfig {
     /// How much of each segment's change log is kept (unlimited by default); a
     /// subscriber resuming from a dropped change is told to resnapshot.
     pub change_log_retention: ChangeLogRetention,
-    /// How often the change logs are trimmed to `change_log_retention`.
+    /// How often events past their stream's retention are deleted and the change logs
+    /// trimmed to `change_log_retention`.
     pub retention_interval: Duration,
 }
 
@@ -127,13 +128,11 @@ pub async fn serve(
     if config.clock == ClockMode::Wall {
         background.push(tokio::spawn(tick_wall_clock(Arc::clone(&shared), config.timer_delay)));
     }
-    if !config.change_log_retention.is_unlimited() {
-        background.push(tokio::spawn(trim_change_logs(
-            Arc::clone(&shared),
-            config.change_log_retention,
-            config.retention_interval,
-        )));
-    }
+    background.push(tokio::spawn(apply_retention(
+        Arc::clone(&shared),
+        config.change_log_retention,
+        config.retention_interval,
+    )));
 
     let service = SegstreamServer::new(SegstreamService::new(Arc::clone(&shared)))
         .max_decoding_message_size(config.max_request_bytes);
@@ -170,15 +169,22 @@ pub async fn serve(
     Ok(())
 }
 
-/// Drops what the change-log retention no longer keeps, every `interval`. Unsynced
-/// like any step: a trim lost in a crash is simply done again.
-async fn trim_change_logs(shared: Arc<Shared>, retention: ChangeLogRetention, interval: Duration) {
+/// Every `interval`: deletes the events retained streams have let go of, and drops
+/// what the change-log retention no longer keeps. Unsynced like any step: what a crash
+/// loses is simply done again.
+async fn apply_retention(shared: Arc<Shared>, change_logs: ChangeLogRetention, interval: Duration) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let mut step = shared.step().await;
-        if let Err(e) = step.trim_change_logs(&retention) {
+        if let Err(e) = step.drop_expired_events() {
+            eprintln!("segstream: deleting events past their stream's retention failed (will retry): {e}");
+        }
+        if change_logs.is_unlimited() {
+            continue;
+        }
+        if let Err(e) = step.trim_change_logs(&change_logs) {
             eprintln!("segstream: trimming the change logs failed (will retry): {e}");
         }
     }

@@ -77,7 +77,7 @@ impl fmt::Display for Name {
     }
 }
 
-/// `CREATE STREAM name (columns) [WITH (event_time = 'ts', key = 'user_id')]`
+/// `CREATE STREAM name (columns) [WITH (event_time = 'ts', key = 'user_id', retention = '90 days')]`
 #[derive(Debug, Clone)]
 pub struct CreateStream {
     pub name: Name,
@@ -87,6 +87,8 @@ pub struct CreateStream {
     pub event_time: Option<Name>,
     /// The entity key; the first column when not given.
     pub key: Option<Name>,
+    /// How long events are kept (`'90 days'`); forever when not given.
+    pub retention: Option<Name>,
 }
 
 /// `CREATE TABLE name (columns..., PRIMARY KEY (k))`

@@ -24,6 +24,9 @@ pub struct Relation {
     pub key: String,
     /// A stream's event-time column.
     pub event_time: Option<String>,
+    /// A stream's retention in nanoseconds: an event is kept while `event_time > NOW() -
+    /// retention`, in segments and queries alike (a temporal filter on the stream).
+    pub retention: Option<i64>,
     /// The `CREATE` statement as written.
     pub definition: String,
     /// For a segment: the relations its query reads directly.
@@ -115,12 +118,20 @@ impl Catalog {
             }
         }
         check_key(&schema, &key, "key", at(&create.key))?;
+        let retention = match &create.retention {
+            None => None,
+            Some(text) => Some(crate::temporal::fixed_interval_nanos(&text.value).map_err(|message| {
+                Error::plan(format!("retention '{}': {message}", text.value), at(&create.retention))
+                    .with_help("write a fixed length from seconds to days, e.g. retention = '90 days'")
+            })?),
+        };
         Ok(Relation {
             name: create.name.value.clone(),
             kind: ObjectKind::Stream,
             schema: Arc::new(schema),
             key,
             event_time: Some(event_time),
+            retention,
             definition: definition.to_string(),
             reads: Vec::new(),
             plan: None,
@@ -138,6 +149,7 @@ impl Catalog {
             schema: Arc::new(schema),
             key,
             event_time: None,
+            retention: None,
             definition: definition.to_string(),
             reads: Vec::new(),
             plan: None,
@@ -170,6 +182,7 @@ impl Catalog {
             key: planned.schema.field(0).name().clone(),
             schema: planned.schema,
             event_time: None,
+            retention: None,
             definition: definition.to_string(),
             reads: planned.reads,
             plan: Some(Arc::new(planned.plan)),

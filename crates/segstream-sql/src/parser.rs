@@ -217,7 +217,7 @@ impl<'a> StatementParser<'a> {
                 self.at(name.position)
             )));
         }
-        let (mut event_time, mut key) = (None, None);
+        let (mut event_time, mut key, mut retention) = (None, None, None);
         if self.parser.parse_keyword(Keyword::WITH) {
             self.parser.expect_token(&Token::LParen)?;
             loop {
@@ -229,11 +229,12 @@ impl<'a> StatementParser<'a> {
                 match normalize(&option).as_str() {
                     "event_time" => event_time = Some(value),
                     "key" => key = Some(value),
+                    "retention" => retention = Some(value),
                     other => {
                         return Err(ParserError::ParserError(format!(
-                            "unknown stream option `{other}`; the options are event_time and key{}",
-                            self.at(position_of(option.span.start))
-                        )))
+                        "unknown stream option `{other}`; the options are event_time, key and retention{}",
+                        self.at(position_of(option.span.start))
+                    )))
                     }
                 }
                 if !self.parser.consume_token(&Token::Comma) {
@@ -242,7 +243,14 @@ impl<'a> StatementParser<'a> {
             }
             self.parser.expect_token(&Token::RParen)?;
         }
-        Ok(StatementKind::CreateStream(CreateStream { name, if_not_exists, columns, event_time, key }))
+        Ok(StatementKind::CreateStream(CreateStream {
+            name,
+            if_not_exists,
+            columns,
+            event_time,
+            key,
+            retention,
+        }))
     }
 
     fn parse_create_table(&mut self) -> Result<StatementKind, ParserError> {

@@ -244,9 +244,11 @@ impl Operator {
     /// What the operator keeps in the state store between steps; `None` if stateless.
     pub fn state(&self) -> Option<String> {
         match self {
-            Self::Source { kind: ObjectKind::Stream, key, .. } => {
-                Some(format!("stored events indexed by {key}, shared by every segment reading the stream"))
-            }
+            Self::Source { kind: ObjectKind::Stream, .. } => Some(
+                "stored events in event-time order, shared by every segment reading the stream (read whole \
+                 only to backfill a new segment)"
+                    .to_string(),
+            ),
             Self::Source { kind: ObjectKind::Table, key, .. } => {
                 Some(format!("table rows by primary key {key}"))
             }

@@ -299,6 +299,25 @@ fn interval_nanos(expr: &Expr) -> Result<Option<i64>, TemporalError> {
     }
 }
 
+/// A fixed length of time written as an interval's text (`'90 days'`, `'12 hours'`,
+/// `'1 day 6 hours'`), in nanoseconds: positive, with no months or years (their length
+/// depends on the date). The error says what is wrong, for the caller to place.
+pub fn fixed_interval_nanos(text: &str) -> Result<i64, String> {
+    use datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano;
+    let v = parse_interval_month_day_nano(text).map_err(|e| format!("not an interval: {e}"))?;
+    if v.months != 0 {
+        return Err("an interval of months or years has no fixed length".into());
+    }
+    let nanos = (v.days as i64)
+        .checked_mul(NANOS_PER_DAY)
+        .and_then(|d| d.checked_add(v.nanoseconds))
+        .ok_or_else(|| "the interval is too long".to_string())?;
+    if nanos <= 0 {
+        return Err("the interval must be longer than zero".into());
+    }
+    Ok(nanos)
+}
+
 /// `2 days 3 hours`, `5 minutes`, `1 nanosecond`.
 pub fn format_duration(nanos: i64) -> String {
     const UNITS: [(i64, &str); 6] = [
@@ -333,5 +352,15 @@ mod tests {
         assert_eq!(format_duration(3 * 3_600_000_000_000), "3 hours");
         assert_eq!(format_duration(2 * NANOS_PER_DAY + 1), "2 days 1 nanosecond");
         assert_eq!(format_duration(300_000_000_000), "5 minutes");
+    }
+
+    #[test]
+    fn retention_lengths_are_fixed_and_positive() {
+        assert_eq!(fixed_interval_nanos("90 days"), Ok(90 * NANOS_PER_DAY));
+        assert_eq!(fixed_interval_nanos("1 day 6 hours"), Ok(30 * 3_600_000_000_000));
+        assert_eq!(fixed_interval_nanos("2 weeks"), Ok(14 * NANOS_PER_DAY));
+        assert!(fixed_interval_nanos("3 months").unwrap_err().contains("no fixed length"));
+        assert!(fixed_interval_nanos("0 days").unwrap_err().contains("longer than zero"));
+        assert!(fixed_interval_nanos("soon").unwrap_err().starts_with("not an interval"));
     }
 }
