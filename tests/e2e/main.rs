@@ -12,5 +12,6 @@ mod malformed;
 mod oracle;
 mod plan_files;
 mod restart;
+mod state_over_time;
 mod support;
 mod workload;

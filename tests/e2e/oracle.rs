@@ -5,7 +5,8 @@
 //! seven of the reference workload's segments (windows scaled to the histories) and
 //! against segments generated from a grammar of filters, time windows, aggregates,
 //! joins (inner, left, NOT IN with NULLs, EXISTS with a residual), set operations,
-//! NOT FOLLOWED BY, segments of segments and a stream with a retention. After
+//! NOT FOLLOWED BY, segments of segments and a stream with a retention; and `FORGET KEY`
+//! (the engine must then agree with batch SQL over the data without the key). After
 //! every step each segment's maintained members and attributes must equal its SELECT
 //! run by DataFusion in batch with `NOW()` at the clock. The change log must replay to
 //! the membership with sequence numbers 1, 2, 3..., and every time-driven change must
@@ -43,6 +44,7 @@ enum Op {
     Profile { user: u8, signup_offset: i64, value: u8 },
     DeleteProfile { user: u8 },
     CreateLate { template: usize },
+    Forget { user: u8 },
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +116,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8, -600i64..0, 0..4u8).prop_map(|(user, signup_offset, value)| Op::Profile { user, signup_offset, value }),
         1 => (0..4u8).prop_map(|user| Op::DeleteProfile { user }),
         1 => (0..24usize).prop_map(|template| Op::CreateLate { template }),
+        1 => (0..4u8).prop_map(|user| Op::Forget { user }),
     ]
 }
 
@@ -204,6 +207,7 @@ async fn check_instants(
             ChangeKind::Entered => !was && is,
             ChangeKind::Exited => was && !is,
             ChangeKind::Updated => was && is,
+            ChangeKind::Redacted => true, // rewritten by FORGET KEY: nothing left to check
         };
         prop_assert!(
             exact,
@@ -285,12 +289,28 @@ async fn run_history(p: Params, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 live.push(late.clone());
                 format!("CREATE SEGMENT {late} AS {query}")
             }
+            Op::Forget { user } => format!("FORGET KEY '{}'", USERS[*user as usize]),
         };
         history.push_str(&sql);
         history.push('\n');
         engine.execute(&sql).await.map_err(|e| TestCaseError::fail(format!("{sql}: {e}")))?;
         check_members(&engine, &live, &history).await?;
         check_instants(&engine, before, &mut seen, &history).await?;
+        if let Op::Forget { user } = &op {
+            // Only the erase markers still name the key.
+            let user = USERS[*user as usize];
+            for r in engine.change_records().map_err(fail)? {
+                prop_assert!(
+                    r.key != user
+                        || (r.kind == ChangeKind::Exited && r.reason == "erased" && r.at == engine.now()),
+                    "{} keeps {:?} about {} after:\n{}",
+                    r.segment,
+                    r,
+                    user,
+                    history
+                );
+            }
+        }
         // Deleting the events `kept` no longer retains changes nothing anyone sees.
         if engine.drop_expired_events().map_err(fail)? > 0 {
             let reading_kept: Vec<String> = live.iter().filter(|n| n.contains("k_")).cloned().collect();
@@ -309,6 +329,7 @@ async fn run_history(p: Params, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 ChangeKind::Exited => {
                     replayed.remove(&r.key);
                 }
+                ChangeKind::Redacted => {}
             }
         }
         let members = engine.members(name).await.map_err(fail)?;

@@ -151,6 +151,18 @@ impl Engine {
         self.store.wal_syncer()
     }
 
+    /// How many keys each kind of state holds (column family, count), counted exactly:
+    /// what shows whether state stays bounded. It scans everything, so it is for reports
+    /// and tests, not for a hot path.
+    pub fn state_keys(&self) -> Result<Vec<(&'static str, u64)>> {
+        Store::families().iter().map(|f| Ok((*f, self.store.count_keys(f)?))).collect()
+    }
+
+    /// Compacts the store now, so what was deleted no longer takes disk space.
+    pub fn compact_state(&self) -> Result<()> {
+        self.store.compact()
+    }
+
     /// The instant `NOW()` has now.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
@@ -233,6 +245,7 @@ impl Engine {
                 Ok(Output::Text(explain(&relation)))
             }
             StatementKind::AdvanceTime(advance) => self.advance_time(advance).await,
+            StatementKind::ForgetKey(key) => self.forget_key_statement(key),
             StatementKind::Insert(insert) => self.insert(insert).await,
             StatementKind::Delete(delete) => self.delete(delete).await,
             StatementKind::Query(query) => self.query(query).await,

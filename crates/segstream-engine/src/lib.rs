@@ -9,6 +9,7 @@
 mod change_log_retention;
 mod clock;
 mod engine;
+mod forget;
 mod ingest;
 mod lookup;
 mod maintain;
@@ -20,6 +21,7 @@ mod stream_retention;
 pub use change_log_retention::ChangeLogRetention;
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions};
+pub use forget::ForgetReport;
 pub use ingest::{IngestReport, IngestRows, RejectedRow};
 pub use lookup::{ChangeLogReader, MemberRecord};
 pub use maintain::{BackfillProgress, ChangeRecord};

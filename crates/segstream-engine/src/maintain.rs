@@ -117,12 +117,14 @@ impl Engine {
 
     /// Runs `relations` (deltas by relation name) and fired timers through every
     /// maintained segment, parents first; a segment's changes become the delta its
-    /// readers see in the same step.
+    /// readers see in the same step. `erasing` is the key a `FORGET KEY` step erases:
+    /// its exits are logged with the reason `erased`.
     pub(crate) fn propagate(
         &self,
         mut relations: HashMap<String, DeltaBatch>,
         fired: &HashMap<u64, HashMap<u32, Vec<&DueTimer>>>,
         cx: &mut StepContext,
+        erasing: Option<&str>,
     ) -> Result<()> {
         for name in self.segment_order() {
             let Some(df) = self.dataflows.get(&name) else { continue };
@@ -136,7 +138,7 @@ impl Engine {
                 StepInput { relations: touched, fired: timers.cloned().unwrap_or_default(), initial: false };
             let changes = df.step(&input, cx)?;
             if !changes.is_empty() {
-                self.log_changes(df.log_id, &df.output, &changes, cx)?;
+                self.log_changes(df.log_id, &df.output, &changes, cx, erasing)?;
                 relations.insert(name.clone(), changes_as_delta(&df.output, &changes)?);
             }
         }
@@ -144,12 +146,14 @@ impl Engine {
     }
 
     /// Appends one change record per change to the segment's log, seq = last + 1.
+    /// The exit of the key being erased, if any, carries the reason `erased`.
     pub(crate) fn log_changes(
         &self,
         log_id: u64,
         schema: &SchemaRef,
         changes: &[MemberChange],
         cx: &mut StepContext,
+        erasing: Option<&str>,
     ) -> Result<()> {
         let mut seq = match cx.get(CF_META, &seq_key(log_id))? {
             Some(v) => {
@@ -164,14 +168,16 @@ impl Engine {
                 .as_ref()
                 .or(change.old.as_ref())
                 .ok_or_else(|| Error::internal("a change without a row"))?;
-            let mut value = ByteWriter::default();
-            value
-                .u8(change.kind.code())
-                .i64(cx.now.nanos())
-                .bytes(key_text(&row[0]).as_bytes())
-                .bytes(attributes_json(schema, change.new.as_ref()).as_bytes())
-                .bytes(b"");
-            cx.put(CF_CHANGES, change_key(log_id, seq), value.0);
+            let key = key_text(&row[0]);
+            let erased = change.kind == ChangeKind::Exited && erasing == Some(key.as_str());
+            let record = encode_change(
+                change.kind,
+                cx.now,
+                &key,
+                &attributes_json(schema, change.new.as_ref()),
+                if erased { REASON_ERASED } else { "" },
+            );
+            cx.put(CF_CHANGES, change_key(log_id, seq), record);
         }
         cx.put(CF_META, seq_key(log_id), seq.to_be_bytes().to_vec());
         Ok(())
@@ -256,7 +262,7 @@ impl Engine {
             }
             let changes = diff_members(previous, members(&cx, &df.output, log_id)?);
             if !changes.is_empty() {
-                self.log_changes(log_id, &df.output, &changes, &mut cx)?;
+                self.log_changes(log_id, &df.output, &changes, &mut cx, None)?;
             }
             rebuilt.insert(name.clone(), df);
         }
@@ -348,7 +354,7 @@ impl Engine {
             for timer in &due {
                 cx.delete(CF_TIMERS, timer.key.clone());
             }
-            self.propagate(HashMap::new(), &fired, &mut cx)?;
+            self.propagate(HashMap::new(), &fired, &mut cx, None)?;
             clock = instant;
             from = next.saturating_add(1);
         }
@@ -421,6 +427,27 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The reason of an exit caused by `FORGET KEY`, and of the records it redacted.
+pub(crate) const REASON_ERASED: &str = "erased";
+
+/// One change record's value: kind, instant, member key, attributes, reason.
+pub(crate) fn encode_change(
+    kind: ChangeKind,
+    at: Timestamp,
+    key: &str,
+    attributes: &str,
+    reason: &str,
+) -> Vec<u8> {
+    let mut value = ByteWriter::default();
+    value
+        .u8(kind.code())
+        .i64(at.nanos())
+        .bytes(key.as_bytes())
+        .bytes(attributes.as_bytes())
+        .bytes(reason.as_bytes());
+    value.0
 }
 
 pub(crate) fn decode_change(segment: &str, key: &[u8], value: &[u8]) -> Result<ChangeRecord> {

@@ -263,7 +263,7 @@ impl Engine {
         let delta = DeltaBatch::new(rows_to_batch(schema, &rows)?, weights)?;
         let mut relations = HashMap::new();
         relations.insert(name.to_string(), delta);
-        self.propagate(relations, &HashMap::new(), &mut cx)?;
+        self.propagate(relations, &HashMap::new(), &mut cx, None)?;
         // The step's instant is stored with what it logged: after a restart the clock
         // never starts before a change already in the log.
         cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());

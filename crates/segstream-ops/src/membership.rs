@@ -25,6 +25,9 @@ pub enum ChangeKind {
     Entered,
     Exited,
     Updated,
+    /// A logged change about a key that was erased since (`FORGET KEY`): the record
+    /// keeps its sequence number, so the log has no gap, and nothing else.
+    Redacted,
 }
 
 impl ChangeKind {
@@ -33,6 +36,7 @@ impl ChangeKind {
             Self::Entered => "entered",
             Self::Exited => "exited",
             Self::Updated => "updated",
+            Self::Redacted => "redacted",
         }
     }
 
@@ -41,6 +45,7 @@ impl ChangeKind {
             Self::Entered => 1,
             Self::Exited => 2,
             Self::Updated => 3,
+            Self::Redacted => 4,
         }
     }
 
@@ -49,6 +54,7 @@ impl ChangeKind {
             1 => Self::Entered,
             2 => Self::Exited,
             3 => Self::Updated,
+            4 => Self::Redacted,
             _ => return None,
         })
     }

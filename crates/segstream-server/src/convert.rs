@@ -118,5 +118,6 @@ pub fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::Entered => pb::ChangeKind::Entered,
         ChangeKind::Exited => pb::ChangeKind::Exited,
         ChangeKind::Updated => pb::ChangeKind::Updated,
+        ChangeKind::Redacted => pb::ChangeKind::Redacted,
     }
 }

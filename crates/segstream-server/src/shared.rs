@@ -239,6 +239,8 @@ impl Shared {
                             counts.exited += 1;
                         }
                         ChangeKind::Updated => counts.updated += 1,
+                        // Rewritten from an older change by FORGET KEY; counted then.
+                        ChangeKind::Redacted => {}
                     }
                 }
                 next = end + 1;

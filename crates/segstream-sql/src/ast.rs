@@ -33,6 +33,8 @@ pub enum StatementKind {
     ExplainSegment(Name),
     ExplainCreateSegment(CreateSegment),
     AdvanceTime(AdvanceTime),
+    /// `FORGET KEY 'u123'`: erase everything stored about one key (data protection).
+    ForgetKey(String),
     Insert(Box<Insert>),
     Delete(Box<Delete>),
     /// An ad hoc SELECT (or VALUES / WITH ...), run in batch.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, DFSchemaRef, JoinType, NullEquality};
+use datafusion::common::{DFSchemaRef, JoinType, NullEquality};
 
 use crate::ast::ObjectKind;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -16,9 +16,7 @@ use crate::catalog::Catalog;
 use crate::plan::{AggregateCall, AggregateFunction, IncrementalPlan, JoinKind, NodeId, Operator, PlanNode};
 use crate::schema::{is_key_type, is_storable, sql_type_name};
 use crate::source_map::{Locate, SourceMap};
-use crate::temporal::{
-    contains_now, extract_bounds, format_duration, is_now, is_other_clock_function, TimeBound, TimeBoundKind,
-};
+use crate::temporal::{contains_now, extract_bounds, is_now, is_other_clock_function};
 
 pub(crate) fn lower_segment(
     segment: &str,
@@ -354,33 +352,7 @@ impl Lowering<'_> {
                 if t.fetch.is_some() {
                     return Err(self.refuse(Locate::Word("limit"), "LIMIT is not supported in a segment", LIMIT_HELP));
                 }
-                let mut columns: Vec<String> =
-                    t.projected_schema.fields().iter().map(|f| f.name().clone()).collect();
-                // A stream with a retention is read through a temporal filter on its event
-                // time, so events leave every segment when they leave the stream. The
-                // event-time column is read for it even when the query does not use it.
-                let retention = match (relation.retention, &relation.event_time) {
-                    (Some(nanos), Some(event_time)) => Some((nanos, event_time.clone())),
-                    _ => None,
-                };
-                let read_for_retention =
-                    retention.as_ref().is_some_and(|(_, et)| !columns.contains(et));
-                let source_schema = if let (true, Some((_, et))) = (read_for_retention, &retention) {
-                    columns.push(et.clone());
-                    let fields = columns
-                        .iter()
-                        .map(|c| relation.schema.field_with_name(c).cloned())
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .map_err(|e| Error::internal(e.to_string()))?;
-                    let schema = DFSchema::try_from_qualified_schema(
-                        t.table_name.clone(),
-                        &datafusion::arrow::datatypes::Schema::new(fields),
-                    )
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                    Arc::new(schema)
-                } else {
-                    Arc::clone(&t.projected_schema)
-                };
+                let columns = t.projected_schema.fields().iter().map(|f| f.name().clone()).collect();
                 let mut node = self.push(
                     Operator::Source {
                         relation: relation.name.clone(),
@@ -389,35 +361,10 @@ impl Lowering<'_> {
                         columns,
                     },
                     vec![],
-                    Arc::clone(&source_schema),
+                    Arc::clone(&t.projected_schema),
                 );
                 if let Some(predicate) = t.filters.iter().cloned().reduce(Expr::and) {
-                    node = self.push(Operator::Filter { predicate }, vec![node], Arc::clone(&source_schema));
-                }
-                if let Some((nanos, event_time)) = retention {
-                    let bound = TimeBound {
-                        kind: TimeBoundKind::Until,
-                        row_expr: Expr::Column(Column::new(Some(t.table_name.clone()), event_time.clone())),
-                        shift_nanos: nanos,
-                        condition: format!(
-                            "retention of {}: {event_time} > NOW() - INTERVAL '{}'",
-                            relation.name,
-                            format_duration(nanos)
-                        ),
-                    };
-                    node = self.push(
-                        Operator::TemporalFilter { bounds: vec![bound] },
-                        vec![node],
-                        Arc::clone(&source_schema),
-                    );
-                }
-                if read_for_retention {
-                    let exprs = t
-                        .projected_schema
-                        .iter()
-                        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-                        .collect();
-                    node = self.push(Operator::Project { exprs }, vec![node], Arc::clone(&t.projected_schema));
+                    node = self.push(Operator::Filter { predicate }, vec![node], Arc::clone(&t.projected_schema));
                 }
                 Ok(node)
             }

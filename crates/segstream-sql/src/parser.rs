@@ -153,6 +153,10 @@ impl<'a> StatementParser<'a> {
                 self.parser.next_token();
                 self.parse_advance_time()
             }
+            _ if word.quote_style.is_none() && word.value.eq_ignore_ascii_case("forget") => {
+                self.parser.next_token();
+                self.parse_forget_key()
+            }
             _ => self.parse_sql_statement(),
         }
     }
@@ -166,7 +170,7 @@ impl<'a> StatementParser<'a> {
             SqlStatement::Delete(delete) => Ok(StatementKind::Delete(Box::new(delete))),
             _ => Err(ParserError::ParserError(format!(
                 "segstream does not run {} statements; it runs CREATE {{STREAM|TABLE|SEGMENT}}, DROP, SHOW, \
-                 DESCRIBE, EXPLAIN, INSERT, DELETE, ADVANCE TIME and SELECT at Line: {}, Column: {}",
+                 DESCRIBE, EXPLAIN, INSERT, DELETE, ADVANCE TIME, FORGET KEY and SELECT at Line: {}, Column: {}",
                 first.token.to_string().to_uppercase(),
                 first.span.start.line,
                 first.span.start.column
@@ -347,6 +351,22 @@ impl<'a> StatementParser<'a> {
         self.parser.expected("SEGMENT name or CREATE SEGMENT after EXPLAIN", at)
     }
 
+    /// `FORGET KEY 'u123'` or `FORGET KEY 42`: the key as text, as the change log shows it.
+    fn parse_forget_key(&mut self) -> Result<StatementKind, ParserError> {
+        self.parser.expect_keyword_is(Keyword::KEY)?;
+        let found = self.parser.next_token();
+        let key = match &found.token {
+            Token::SingleQuotedString(s) => s.clone(),
+            Token::Number(n, _) if n.parse::<i64>().is_ok() => n.clone(),
+            Token::Minus => match self.parser.next_token().token {
+                Token::Number(n, _) if format!("-{n}").parse::<i64>().is_ok() => format!("-{n}"),
+                _ => return self.parser.expected("a key after FORGET KEY, e.g. FORGET KEY 'u123'", found),
+            },
+            _ => return self.parser.expected("a key after FORGET KEY, e.g. FORGET KEY 'u123'", found),
+        };
+        Ok(StatementKind::ForgetKey(key))
+    }
+
     fn parse_advance_time(&mut self) -> Result<StatementKind, ParserError> {
         self.parser.expect_keyword_is(Keyword::TIME)?;
         if self.parser.parse_keyword(Keyword::TO) {
@@ -512,6 +532,14 @@ mod tests {
     fn errors_point_at_line_and_column() {
         let e = parse_statements("SHOW SEGMENTS;\nCREATE SEGMENT AS SELECT 1").expect_err("fails");
         assert_eq!(e.position(), Some(Position::new(2, 16)), "{e}");
+        let e = parse_statement("FORGET KEY u1").expect_err("fails");
+        assert!(e.to_string().contains("a key after FORGET KEY, e.g. FORGET KEY 'u123'"), "{e}");
+        assert!(
+            matches!(parse_statement("forget key 'u1'").expect("parses").kind, StatementKind::ForgetKey(k) if k == "u1")
+        );
+        assert!(
+            matches!(parse_statement("FORGET KEY -42").expect("parses").kind, StatementKind::ForgetKey(k) if k == "-42")
+        );
         let e = parse_statement("ADVANCE TIME FORWARD").expect_err("fails");
         assert_eq!(e.position(), Some(Position::new(1, 14)), "{e}");
     }

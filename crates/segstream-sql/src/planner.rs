@@ -61,6 +61,7 @@ pub(crate) fn plan_segment(
             .sql_statement_to_plan(SqlStatement::Query(query))
             .map_err(|e| from_datafusion(e, create.query_position))?;
         lower::refuse_before_optimizing(&logical, &source)?;
+        let logical = apply_stream_retention(logical, catalog)?;
         optimize(logical).map_err(|e| from_datafusion(e, create.query_position))
     }));
     let logical = match planned {
@@ -74,6 +75,46 @@ pub(crate) fn plan_segment(
     let schema = Arc::new(plan.nodes[plan.root].schema.as_arrow().clone());
     let reads = context.reads.into_inner().into_keys().collect();
     Ok(PlannedSegment { plan, schema, reads })
+}
+
+/// Reads every stream that has a retention through `event_time > NOW() - retention`,
+/// written as a filter right above its scan: the stream is, to the segment, only the
+/// events it still keeps. The optimizer then merges it with the query's own conditions
+/// on that scan, so lowering puts it in the same temporal filter as the query's time
+/// conditions: a row gets one exit instant, the earlier of the two, and no extra timer.
+fn apply_stream_retention(plan: LogicalPlan, catalog: &Catalog) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::common::{Column, ScalarValue};
+    use datafusion::logical_expr::expr::ScalarFunction;
+    use datafusion::logical_expr::{binary_expr, Expr, Filter, Operator};
+
+    let now = function_registry()
+        .scalar_functions()
+        .get("now")
+        .cloned()
+        .ok_or_else(|| Error::internal("DataFusion has no now() function"))?;
+    plan.transform_up_with_subqueries(|node| {
+        let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
+        let Some(relation) = catalog.get(scan.table_name.table()) else { return Ok(Transformed::no(node)) };
+        let (Some(nanos), Some(event_time)) = (relation.retention, &relation.event_time) else {
+            return Ok(Transformed::no(node));
+        };
+        const DAY: i64 = 86_400_000_000_000;
+        let interval = ScalarValue::new_interval_mdn(0, (nanos / DAY) as i32, nanos % DAY);
+        let cutoff = binary_expr(
+            Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&now), vec![])),
+            Operator::Minus,
+            Expr::Literal(interval, None),
+        );
+        let kept = binary_expr(
+            Expr::Column(Column::new(Some(scan.table_name.clone()), event_time.clone())),
+            Operator::Gt,
+            cutoff,
+        );
+        Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(kept, Arc::new(node))?)))
+    })
+    .map(|t| t.data)
+    .map_err(|e| from_datafusion(e, None))
 }
 
 /// How segment queries are parsed into plans: identifiers lower-cased unless quoted,

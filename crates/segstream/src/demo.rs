@@ -118,6 +118,7 @@ pub async fn run(data_dir: &Path, options: DemoOptions) -> anyhow::Result<()> {
                         view.exited += 1;
                     }
                     ChangeKind::Updated => view.updated += 1,
+                    ChangeKind::Redacted => {}
                 }
                 latest.push_back(change);
                 if latest.len() > 12 {

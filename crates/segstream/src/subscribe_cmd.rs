@@ -140,6 +140,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(pb::ChangeKind::Entered) => "entered",
         Ok(pb::ChangeKind::Exited) => "exited",
         Ok(pb::ChangeKind::Updated) => "updated",
+        Ok(pb::ChangeKind::Redacted) => "redacted",
         _ => "unknown",
     }
 }

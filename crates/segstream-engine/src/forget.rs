@@ -1,0 +1,143 @@
+//! `FORGET KEY 'u123'`: erasing one person (a data-protection request).
+//!
+//! One step, one write batch:
+//! 1. every stored event whose stream key is the key, and every table row whose primary
+//!    key is, is deleted and retracted (weight -1) through the segments, the same path a
+//!    `DELETE` takes: operator state, timers and memberships derived from those rows go
+//!    exactly as if the rows had never been ingested;
+//! 2. the key's exits are logged with the reason `erased` (the erase markers);
+//! 3. every earlier change record about the key, in every segment's log, is rewritten as
+//!    `redacted`: same sequence number (subscribers see no gap), no key, no attributes.
+//!
+//! Afterwards nothing stored names the key but the erase markers, which carry it so that
+//! subscribers know whom to erase downstream. Events for the key that arrive later are
+//! new data. RocksDB keeps the old bytes in its files until compaction rewrites them.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use segstream_ops::{ChangeKind, StepContext};
+use segstream_sql::ast::ObjectKind;
+use segstream_state::codec::{decode_row, encode_key, rows_to_batch};
+use segstream_state::{CF_CHANGES, CF_META, CF_ROWS};
+use segstream_types::{DeltaBatch, Error, Result};
+
+use crate::engine::Engine;
+use crate::maintain::{decode_change, encode_change, key_text, META_CLOCK, REASON_ERASED};
+use crate::output::Output;
+
+/// What one `FORGET KEY` erased.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ForgetReport {
+    pub events: usize,
+    pub table_rows: usize,
+    /// Segments the key was a member of, and left (with an `erased` exit).
+    pub exited: Vec<String>,
+    /// Earlier change records about the key, now `redacted`.
+    pub redacted: usize,
+    /// Segments the key is still a member of through other keys' rows (e.g. a segment
+    /// keyed by a column that is not the stream's key).
+    pub still_member: Vec<String>,
+}
+
+impl Engine {
+    /// Erases everything stored about `key` (see the module documentation).
+    pub fn forget_key(&mut self, key: &str) -> Result<ForgetReport> {
+        self.catch_up_with_wall_clock()?;
+        let before = self.memberships_of(key)?;
+        let mut cx = StepContext::new(&self.store, self.clock.now());
+        let mut report = ForgetReport::default();
+        let mut relations = HashMap::new();
+        for relation in self.catalog.relations().filter(|r| r.kind != ObjectKind::Segment) {
+            let key_index =
+                relation.schema.index_of(&relation.key).map_err(|e| Error::internal(e.to_string()))?;
+            let Some(value) = typed_key(key, relation.schema.field(key_index).data_type()) else { continue };
+            let id = self.id_of(&relation.name)?.to_be_bytes();
+            let mut erased = Vec::new();
+            if relation.kind == ObjectKind::Stream {
+                // Events are kept in event-time order, not by key: read them all.
+                for (stored, bytes) in self.store.scan_prefix(CF_ROWS, &id)? {
+                    let row = decode_row(&relation.schema, &bytes)?;
+                    if row[key_index] == value {
+                        cx.delete(CF_ROWS, stored);
+                        erased.push(row);
+                    }
+                }
+                report.events += erased.len();
+            } else {
+                let mut stored = id.to_vec();
+                encode_key(&value, &mut stored)?;
+                if let Some(bytes) = cx.get(CF_ROWS, &stored)? {
+                    erased.push(decode_row(&relation.schema, &bytes)?);
+                    cx.delete(CF_ROWS, stored);
+                }
+                report.table_rows += erased.len();
+            }
+            if !erased.is_empty() {
+                let weights = vec![-1; erased.len()];
+                let delta = DeltaBatch::new(rows_to_batch(&relation.schema, &erased)?, weights)?;
+                relations.insert(relation.name.clone(), delta);
+            }
+        }
+        // Redact what was logged before this step (this step's erase markers are in
+        // `cx`, not yet in the store, so they are not seen here).
+        for dataflow in self.dataflows.values() {
+            let log_id = dataflow.log_id.to_be_bytes();
+            for (stored, bytes) in self.store.scan_prefix(CF_CHANGES, &log_id)? {
+                let record = decode_change(&dataflow.name, &stored, &bytes)?;
+                // An earlier erase marker stays: a subscriber that was away learns from
+                // it whom to erase.
+                let marker = record.kind == ChangeKind::Exited && record.reason == REASON_ERASED;
+                if record.key == key && !marker {
+                    let redacted = encode_change(ChangeKind::Redacted, record.at, "", "{}", REASON_ERASED);
+                    cx.put(CF_CHANGES, stored, redacted);
+                    report.redacted += 1;
+                }
+            }
+        }
+        self.propagate(relations, &HashMap::new(), &mut cx, Some(key))?;
+        cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
+        let mut batch = self.store.batch();
+        cx.write_to(&mut batch)?;
+        self.store.write(batch)?;
+        report.still_member = self.memberships_of(key)?;
+        report.exited = before.into_iter().filter(|s| !report.still_member.contains(s)).collect();
+        Ok(report)
+    }
+
+    pub(crate) fn forget_key_statement(&mut self, key: &str) -> Result<Output> {
+        let r = self.forget_key(key)?;
+        let mut text = format!(
+            "FORGET KEY '{key}': {} {}, {} table {}; exited {} {}; {} earlier {} redacted",
+            r.events,
+            if r.events == 1 { "event" } else { "events" },
+            r.table_rows,
+            if r.table_rows == 1 { "row" } else { "rows" },
+            r.exited.len(),
+            if r.exited.len() == 1 { "segment" } else { "segments" },
+            r.redacted,
+            if r.redacted == 1 { "change" } else { "changes" },
+        );
+        if !r.still_member.is_empty() {
+            text.push_str(&format!(
+                "; still a member of {} through other keys' rows",
+                r.still_member.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(Output::Done(text))
+    }
+}
+
+/// The key as a value of a stream's or table's key type; `None` if it is not one
+/// (`'abc'` is no BIGINT key), so that relation holds nothing of it.
+fn typed_key(key: &str, data_type: &DataType) -> Option<ScalarValue> {
+    let text = ScalarValue::Utf8(Some(key.to_string()));
+    if data_type == &DataType::Utf8 {
+        return Some(text);
+    }
+    let value =
+        key.trim().parse::<i64>().ok().map(|v| ScalarValue::Int64(Some(v)))?.cast_to(data_type).ok()?;
+    // A cast that wrapped or truncated is another key.
+    (key_text(&value) == key.trim()).then_some(value)
+}
