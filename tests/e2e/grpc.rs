@@ -755,3 +755,58 @@ async fn resuming_from_a_dropped_change_asks_for_a_snapshot() {
     members.sort();
     assert_eq!(members, vec!["ann", "bob", "cat", "dan", "eve"]);
 }
+
+/// `FORGET KEY` over gRPC: a live subscriber receives the erase as `exited` with the
+/// reason `erased`; one that resumes from before it receives the earlier change about the
+/// key as `redacted` (no key), then the same erase; no query names the key afterwards.
+#[tokio::test]
+async fn forgetting_a_key_reaches_subscribers_as_an_erased_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    setup_workload(&mut client).await;
+    let subscribe = |after: u64| pb::SubscribeRequest {
+        segments: vec!["recent_buyers".into()],
+        start: Some(pb::subscribe_request::Start::Resume(pb::Resume {
+            after_seq: [("recent_buyers".to_string(), after)].into_iter().collect(),
+        })),
+        progress_interval_ms: 50,
+    };
+    let mut live = client.subscribe(subscribe(0)).await.expect("subscribes").into_inner();
+    ingest(&mut client, "events", &[purchase("p1", "ann", "2026-04-01 09:30:00")]).await;
+    ingest(&mut client, "events", &[purchase("p2", "bob", "2026-04-01 09:45:00")]).await;
+    let first = next_change(&mut live).await;
+    assert_eq!((first.seq, first.key.as_str(), kind(&first)), (1, "ann", "entered".to_string()));
+    assert_eq!(next_change(&mut live).await.key, "bob");
+
+    let response = execute(&mut client, "FORGET KEY 'ann'").await;
+    let Some(pb::statement_result::Result::Done(done)) = &response.results[0].result else {
+        panic!("{response:?}")
+    };
+    assert!(done.contains("1 event, 0 table rows; exited 1 segment; 1 earlier change redacted"), "{done}");
+    let erased = next_change(&mut live).await;
+    assert_eq!((erased.seq, erased.key.as_str(), kind(&erased)), (3, "ann", "exited".to_string()));
+    assert_eq!(erased.reason, "erased");
+
+    // Resuming from the start: the first change has kept its number and lost its person.
+    let mut resumed = client.subscribe(subscribe(0)).await.expect("resumes").into_inner();
+    let redacted = next_change(&mut resumed).await;
+    assert_eq!(redacted.seq, 1);
+    assert_eq!(pb::ChangeKind::try_from(redacted.kind), Ok(pb::ChangeKind::Redacted));
+    assert_eq!((redacted.key.as_str(), redacted.attributes_json.as_str()), ("", "{}"));
+    assert_eq!(next_change(&mut resumed).await.key, "bob");
+    let again = next_change(&mut resumed).await;
+    assert_eq!((again.seq, again.key.as_str(), again.reason.as_str()), (3, "ann", "erased"));
+
+    let events = execute(&mut client, "SELECT COUNT(*) FROM events WHERE user_id = 'ann'").await;
+    let Some(pb::statement_result::Result::Rows(set)) = &events.results[0].result else { panic!("rows") };
+    assert_eq!(segstream_proto::display::value_text(&set.rows[0].values[0]), "0");
+    assert_eq!(
+        change_log(&mut client, "recent_buyers").await,
+        vec![
+            (1, String::new(), "redacted".to_string()),
+            (2, "bob".to_string(), "entered".to_string()),
+            (3, "ann".to_string(), "exited".to_string())
+        ]
+    );
+}
