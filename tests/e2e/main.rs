@@ -13,5 +13,6 @@ mod oracle;
 mod plan_files;
 mod restart;
 mod state_over_time;
+mod storage_fault;
 mod support;
 mod workload;

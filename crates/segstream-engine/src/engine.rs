@@ -163,6 +163,12 @@ impl Engine {
         self.store.compact()
     }
 
+    /// How many write batches the engine has committed since it was opened (a step that
+    /// failed, or only read, adds none).
+    pub fn writes(&self) -> u64 {
+        self.store.writes()
+    }
+
     /// The instant `NOW()` has now.
     pub fn now(&self) -> Timestamp {
         self.clock.now()

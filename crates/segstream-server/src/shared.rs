@@ -53,6 +53,8 @@ pub struct Step<'a> {
     pub engine: MutexGuard<'a, Engine>,
     shared: &'a Shared,
     started: Instant,
+    /// The engine's write count when the step began.
+    writes_before: u64,
 }
 
 impl std::ops::Deref for Step<'_> {
@@ -71,6 +73,12 @@ impl std::ops::DerefMut for Step<'_> {
 impl Drop for Step<'_> {
     fn drop(&mut self) {
         self.shared.metrics.observe_step(self.started.elapsed());
+        // A step that wrote nothing (a read, or a write that failed) has nothing to make
+        // durable: it does not make the next commit sync, nor fail on a sync that cannot
+        // succeed while the disk is full.
+        if self.engine.writes() == self.writes_before {
+            return;
+        }
         let positions = self.shared.follow_log(&self.engine);
         if let Ok(mut written) = self.shared.written.lock() {
             written.steps += 1;
@@ -130,7 +138,8 @@ impl Shared {
     /// The engine for a step that may change things (statements, ingest, the clock).
     pub async fn step(&self) -> Step<'_> {
         let engine = self.engine.lock().await;
-        Step { engine, shared: self, started: Instant::now() }
+        let writes_before = engine.writes();
+        Step { engine, shared: self, started: Instant::now(), writes_before }
     }
 
     /// The engine for a read (lookups, subscriptions): no metrics, no wake-up.

@@ -21,8 +21,10 @@
 
 pub mod codec;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use segstream_types::{Error, Result};
@@ -38,25 +40,51 @@ const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, 
 
 /// An open data directory. A clone is another handle on the same database (RocksDB is
 /// safe to read from many threads): readers that must not wait for the writer use one.
+///
+/// After a failed write or sync (a full disk, an I/O error), RocksDB refuses every later
+/// write until the database is reopened. The next write therefore reopens it first, as a
+/// restart would (replaying the write-ahead log, so nothing written before is lost); while
+/// that is not possible (the disk is still full), the database is open read-only, so reads
+/// go on, and writes fail with the reason. All handles share the one database, so a
+/// reopen serves every clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<DB>,
+    handle: Arc<Handle>,
     /// Sync the WAL on every write (the default); off for group commit.
     sync_writes: bool,
 }
+
+struct Handle {
+    db: RwLock<Option<DB>>,
+    path: PathBuf,
+    /// Batches written successfully through any handle on this database.
+    writes: AtomicU64,
+    /// A write or sync failed: reopen before writing again.
+    failed: AtomicBool,
+    /// When a reopen was last tried, and why it failed: retried at most every
+    /// [`REOPEN_INTERVAL`].
+    last_reopen: Mutex<Option<(Instant, String)>>,
+}
+
+/// How often a store whose write failed tries to reopen for writing.
+const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Makes every write so far durable, without holding the store: a group commit's one
 /// sync runs while other callers keep writing.
 #[derive(Clone)]
 pub struct WalSyncer {
-    db: Arc<DB>,
+    handle: Arc<Handle>,
 }
 
 impl WalSyncer {
     /// Syncs the write-ahead log: every write that returned before this call is durable
     /// when it returns.
     pub fn sync(&self) -> Result<()> {
-        self.db.flush_wal(true).map_err(storage)
+        let result = self.handle.with_db(|db| db.flush_wal(true).map_err(storage));
+        if result.is_err() {
+            self.handle.failed.store(true, Ordering::Relaxed);
+        }
+        result
     }
 }
 
@@ -67,26 +95,92 @@ fn storage(e: rocksdb::Error) -> Error {
     Error::storage(e.into_string())
 }
 
+fn family<'d>(db: &'d DB, name: &str) -> Result<&'d rocksdb::ColumnFamily> {
+    db.cf_handle(name).ok_or_else(|| Error::internal(format!("column family {name} is missing")))
+}
+
+fn db_options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Bounds what a restart replays. A WAL file is kept until every column family
+    // with data in it has flushed, and the small families (meta, catalog) written on
+    // each step would otherwise almost never fill a memtable, so the WAL, and the
+    // time to reopen, would grow with history (238 MiB after 2M events). Past this
+    // size RocksDB flushes whichever families hold the oldest file.
+    options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+    options
+}
+
+fn open_db(path: &Path) -> Result<DB> {
+    let families = FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    DB::open_cf_descriptors(&db_options(), path, families).map_err(|e| {
+        Error::storage(format!("cannot open data directory {}: {}", path.display(), e.into_string()))
+    })
+}
+
+impl Handle {
+    fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T>) -> Result<T> {
+        let guard = self.db.read().map_err(|_| Error::internal("the store's lock is poisoned"))?;
+        match guard.as_ref() {
+            Some(db) => f(db),
+            None => Err(Error::storage(format!(
+                "the data directory {} is closed after a storage error and could not be reopened yet",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Reopens the database for writing, if a write or sync failed since it was opened.
+    /// On failure the database stays open read-only and the reason is returned.
+    fn recover(&self) -> Result<()> {
+        if !self.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut last =
+            self.last_reopen.lock().map_err(|_| Error::internal("the store's lock is poisoned"))?;
+        if let Some((at, reason)) = last.as_ref() {
+            if at.elapsed() < REOPEN_INTERVAL {
+                return Err(Error::storage(reason.clone()));
+            }
+        }
+        let mut db = self.db.write().map_err(|_| Error::internal("the store's lock is poisoned"))?;
+        // Close first: RocksDB allows one open handle per directory.
+        *db = None;
+        match open_db(&self.path) {
+            Ok(reopened) => {
+                *db = Some(reopened);
+                self.failed.store(false, Ordering::Relaxed);
+                *last = None;
+                Ok(())
+            }
+            Err(e) => {
+                let families =
+                    FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+                *db = DB::open_cf_descriptors_read_only(&db_options(), &self.path, families, false).ok();
+                let reason = format!("writes are refused until the data directory can be reopened: {e}");
+                *last = Some((Instant::now(), reason.clone()));
+                Err(Error::storage(reason))
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::storage(format!("cannot create data directory {}: {e}", path.display())))?;
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Bounds what a restart replays. A WAL file is kept until every column family
-        // with data in it has flushed, and the small families (meta, catalog) written on
-        // each step would otherwise almost never fill a memtable, so the WAL, and the
-        // time to reopen, would grow with history (238 MiB after 2M events). Past this
-        // size RocksDB flushes whichever families hold the oldest file.
-        options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
-        let families = FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {
-            Error::storage(format!("cannot open data directory {}: {}", path.display(), e.into_string()))
-        })?;
-        Ok(Self { db: Arc::new(db), sync_writes: true })
+        let db = open_db(path)?;
+        let handle = Handle {
+            db: RwLock::new(Some(db)),
+            path: path.to_path_buf(),
+            writes: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            last_reopen: Mutex::new(None),
+        };
+        Ok(Self { handle: Arc::new(handle), sync_writes: true })
     }
 
     /// With `false`, writes are atomic but not synced one by one: the caller makes them
@@ -96,15 +190,15 @@ impl Store {
     }
 
     pub fn wal_syncer(&self) -> WalSyncer {
-        WalSyncer { db: Arc::clone(&self.db) }
+        WalSyncer { handle: Arc::clone(&self.handle) }
     }
 
-    fn family(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or_else(|| Error::internal(format!("column family {name} is missing")))
+    fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T>) -> Result<T> {
+        self.handle.with_db(f)
     }
 
-    pub fn get(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.family(family)?, key).map_err(storage)
+    pub fn get(&self, family_name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with_db(|db| db.get_cf(family(db, family_name)?, key).map_err(storage))
     }
 
     /// Every key and value whose key starts with `prefix`, in key order.
@@ -114,40 +208,34 @@ impl Store {
 
     /// Keys and values from `start` on, while the key starts with `prefix`.
     pub fn scan_range(&self, family: &str, start: &[u8], prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(start, Direction::Forward));
-        for item in iter {
-            let (key, value) = item.map_err(storage)?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push((key.into_vec(), value.into_vec()));
-        }
-        Ok(out)
+        self.scan_range_limit(family, start, prefix, usize::MAX)
     }
 
     /// At most `limit` keys and values from `start` on, while the key starts with
     /// `prefix`: a page of a scan, so a reader's memory does not grow with what it reads.
     pub fn scan_range_limit(
         &self,
-        family: &str,
+        family_name: &str,
         start: &[u8],
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(start, Direction::Forward));
-        for item in iter {
-            if out.len() >= limit {
-                break;
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            let iter =
+                db.iterator_cf(family(db, family_name)?, IteratorMode::From(start, Direction::Forward));
+            for item in iter {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = item.map_err(storage)?;
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                out.push((key.into_vec(), value.into_vec()));
             }
-            let (key, value) = item.map_err(storage)?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push((key.into_vec(), value.into_vec()));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The stored definitions, in the order they were given ids.
@@ -177,37 +265,42 @@ impl Store {
     }
 
     /// The first key and value at or after `from`, if any.
-    pub fn first_from(&self, family: &str, from: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let mut iter =
-            self.db.iterator_cf(self.family(family)?, IteratorMode::From(from, Direction::Forward));
-        match iter.next() {
-            Some(item) => {
-                let (key, value) = item.map_err(storage)?;
-                Ok(Some((key.into_vec(), value.into_vec())))
+    pub fn first_from(&self, family_name: &str, from: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.with_db(|db| {
+            let mut iter =
+                db.iterator_cf(family(db, family_name)?, IteratorMode::From(from, Direction::Forward));
+            match iter.next() {
+                Some(item) => {
+                    let (key, value) = item.map_err(storage)?;
+                    Ok(Some((key.into_vec(), value.into_vec())))
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        })
     }
 
     /// The values of many keys in one call (RocksDB MultiGet).
-    pub fn multi_get(&self, family: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        let cf = self.family(family)?;
-        self.db
-            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
-            .into_iter()
-            .map(|r| r.map_err(storage))
-            .collect()
+    pub fn multi_get(&self, family_name: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.with_db(|db| {
+            let cf = family(db, family_name)?;
+            db.multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+                .into_iter()
+                .map(|r| r.map_err(storage))
+                .collect()
+        })
     }
 
     /// How many keys a family holds, counted exactly by a scan (for reports and tests,
     /// not for a hot path).
-    pub fn count_keys(&self, family: &str) -> Result<u64> {
-        let mut n = 0;
-        for item in self.db.iterator_cf(self.family(family)?, IteratorMode::Start) {
-            item.map_err(storage)?;
-            n += 1;
-        }
-        Ok(n)
+    pub fn count_keys(&self, family_name: &str) -> Result<u64> {
+        self.with_db(|db| {
+            let mut n = 0;
+            for item in db.iterator_cf(family(db, family_name)?, IteratorMode::Start) {
+                item.map_err(storage)?;
+                n += 1;
+            }
+            Ok(n)
+        })
     }
 
     /// Flushes every family's memtable and compacts all of its files, so deleted keys
@@ -217,12 +310,14 @@ impl Store {
         let mut options = rocksdb::CompactOptions::default();
         // Rewrite the last level too: it is where deleted rows wait for their tombstones.
         options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-        for name in FAMILIES {
-            let cf = self.family(name)?;
-            self.db.flush_cf(cf).map_err(storage)?;
-            self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
-        }
-        Ok(())
+        self.with_db(|db| {
+            for name in FAMILIES {
+                let cf = family(db, name)?;
+                db.flush_cf(cf).map_err(storage)?;
+                db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
+            }
+            Ok(())
+        })
     }
 
     /// The column families, in a fixed order.
@@ -235,11 +330,30 @@ impl Store {
     }
 
     /// Applies a batch atomically and (unless turned off for group commit) syncs the
-    /// write-ahead log before returning.
+    /// write-ahead log before returning. After a failed write or sync the database is
+    /// reopened first (see [`Store`]); a batch that fails is not applied.
     pub fn write(&self, batch: StoreBatch) -> Result<()> {
+        self.handle.recover()?;
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
-        self.db.write_opt(batch.inner, &options).map_err(storage)
+        let result = self.with_db(|db| db.write_opt(batch.inner, &options).map_err(storage));
+        match result {
+            Ok(()) => {
+                self.handle.writes.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.handle.failed.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// How many batches have been written successfully since the store was opened: a
+    /// caller compares two readings to know whether anything was written in between
+    /// (and so whether there is anything to sync).
+    pub fn writes(&self) -> u64 {
+        self.handle.writes.load(Ordering::Relaxed)
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {
@@ -254,35 +368,42 @@ pub struct StoreBatch<'a> {
 }
 
 impl StoreBatch<'_> {
-    pub fn put(&mut self, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        self.inner.put_cf(self.store.family(family)?, key, value);
-        Ok(())
+    pub fn put(&mut self, family_name: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let inner = &mut self.inner;
+        self.store.with_db(|db| {
+            inner.put_cf(family(db, family_name)?, key, value);
+            Ok(())
+        })
     }
 
-    pub fn delete(&mut self, family: &str, key: &[u8]) -> Result<()> {
-        self.inner.delete_cf(self.store.family(family)?, key);
-        Ok(())
+    pub fn delete(&mut self, family_name: &str, key: &[u8]) -> Result<()> {
+        let inner = &mut self.inner;
+        self.store.with_db(|db| {
+            inner.delete_cf(family(db, family_name)?, key);
+            Ok(())
+        })
     }
 
     /// Deletes every key from `start` (included) to `end` (excluded).
-    pub fn delete_range(&mut self, family: &str, start: &[u8], end: &[u8]) -> Result<()> {
-        self.inner.delete_range_cf(self.store.family(family)?, start, end);
-        Ok(())
+    pub fn delete_range(&mut self, family_name: &str, start: &[u8], end: &[u8]) -> Result<()> {
+        let inner = &mut self.inner;
+        self.store.with_db(|db| {
+            inner.delete_range_cf(family(db, family_name)?, start, end);
+            Ok(())
+        })
     }
 
     /// Deletes every key that starts with `prefix`.
-    pub fn delete_prefix(&mut self, family: &str, prefix: &[u8]) -> Result<()> {
-        let end = codec::prefix_end(prefix);
-        let cf = self.store.family(family)?;
-        match end {
-            Some(end) => self.inner.delete_range_cf(cf, prefix, end.as_slice()),
+    pub fn delete_prefix(&mut self, family_name: &str, prefix: &[u8]) -> Result<()> {
+        match codec::prefix_end(prefix) {
+            Some(end) => self.delete_range(family_name, prefix, &end),
             None => {
-                for (key, _) in self.store.scan_prefix(family, prefix)? {
-                    self.inner.delete_cf(cf, key);
+                for (key, _) in self.store.scan_prefix(family_name, prefix)? {
+                    self.delete(family_name, &key)?;
                 }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     pub fn put_u64(&mut self, family: &str, key: &[u8], value: u64) -> Result<()> {
