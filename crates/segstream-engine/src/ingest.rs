@@ -59,7 +59,8 @@ impl Engine {
     /// [`Engine::ingest`] with an optional idempotency key: the first call with a key
     /// applies its rows and stores its report in the same write batch; a later call with
     /// the same key (a retry after a timeout) applies nothing and returns that report
-    /// with `duplicate` set. Keys are kept for the life of the data directory.
+    /// with `duplicate` set. Keys are kept until [`Engine::expire_idempotency_keys`]
+    /// drops them (a server keeps them for its idempotency window, 24 hours by default).
     pub fn ingest_once(
         &mut self,
         relation: &str,
@@ -89,9 +90,60 @@ impl Engine {
             IngestRows::JsonText(texts) => rows_from_json_text(&relation, &texts),
         };
         let report = IngestReport { accepted: values.len(), rejected, duplicate: false };
-        let marker = marker_key.map(|key| (key, encode_report(&report)));
+        let marker = match (marker_key, idempotency_key) {
+            (Some(key), Some(k)) => {
+                vec![(key, encode_report(&report)), (key_expiry_entry(self.now().nanos(), k), Vec::new())]
+            }
+            _ => Vec::new(),
+        };
         let accepted = self.write_rows(&relation, values, false, marker)?;
         Ok(IngestReport { accepted, ..report })
+    }
+}
+
+/// `ingest_key_at/<instant><key>`: when an idempotency key was applied, so keys can be
+/// dropped oldest first without reading them all.
+const KEY_EXPIRY_PREFIX: &[u8] = b"ingest_key_at/";
+
+fn key_expiry_entry(at_nanos: i64, key: &str) -> Vec<u8> {
+    let mut entry = KEY_EXPIRY_PREFIX.to_vec();
+    entry.extend_from_slice(&((at_nanos as u64) ^ (1 << 63)).to_be_bytes());
+    entry.extend_from_slice(key.as_bytes());
+    entry
+}
+
+impl Engine {
+    /// Forgets the idempotency keys applied longer ago than `window` (by the engine
+    /// clock), so they do not accumulate: a retry that comes later than the window is
+    /// applied again. Returns how many were dropped.
+    pub fn expire_idempotency_keys(&mut self, window: std::time::Duration) -> Result<u64> {
+        let window = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+        let cutoff = key_expiry_entry(self.now().nanos().saturating_sub(window), "");
+        let mut batch = self.store.batch();
+        let mut dropped = 0;
+        let mut from = KEY_EXPIRY_PREFIX.to_vec();
+        'pages: loop {
+            let page =
+                self.store.scan_range_limit(segstream_state::CF_META, &from, KEY_EXPIRY_PREFIX, 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            from = last.clone();
+            from.push(0);
+            for (entry, _) in &page {
+                if entry.as_slice() >= cutoff.as_slice() {
+                    break 'pages;
+                }
+                let key = entry.get(KEY_EXPIRY_PREFIX.len() + 8..).unwrap_or_default();
+                let mut marker = b"ingest_key/".to_vec();
+                marker.extend_from_slice(key);
+                batch.delete(segstream_state::CF_META, &marker)?;
+                batch.delete(segstream_state::CF_META, entry)?;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.store.write(batch)?;
+        }
+        Ok(dropped)
     }
 }
 
@@ -339,5 +391,43 @@ fn kind_of(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use segstream_types::Timestamp;
+
+    use super::*;
+    use crate::{ClockMode, EngineOptions};
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    fn click(engine: &mut Engine, key: &str) -> IngestReport {
+        let row = serde_json::json!({"user_id": "u1", "ts": "1970-01-01 00:00:00"});
+        engine.ingest_once("clicks", IngestRows::Json(vec![row]), Some(key)).expect("ingests")
+    }
+
+    /// A key is remembered within its window (a retry applies nothing), dropped after it
+    /// (with its report), and only the keys older than the window are dropped.
+    #[tokio::test]
+    async fn idempotency_keys_expire_after_their_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut engine =
+            Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("opens");
+        engine.execute("CREATE STREAM clicks (user_id TEXT, ts TIMESTAMP)").await.expect("creates");
+        assert!(!click(&mut engine, "a").duplicate);
+        engine.advance_clock(Timestamp(2 * HOUR)).expect("advances");
+        assert!(!click(&mut engine, "b").duplicate);
+        assert!(click(&mut engine, "a").duplicate, "a retry within the window");
+        let window = Duration::from_secs(3600);
+        assert_eq!(engine.expire_idempotency_keys(window).expect("expires"), 1, "a is 2 h old, b new");
+        assert_eq!(engine.expire_idempotency_keys(window).expect("expires"), 0);
+        assert!(!click(&mut engine, "a").duplicate, "a is forgotten: applied again");
+        assert!(click(&mut engine, "b").duplicate, "b is still remembered");
+        let keys = engine.store.scan_prefix(segstream_state::CF_META, b"ingest_key").expect("scans");
+        assert_eq!(keys.len(), 4, "a and b, each with its expiry entry: {keys:?}");
     }
 }

@@ -189,7 +189,7 @@ impl Engine {
             }
         }
 
-        let written = self.write_rows(&relation, rows, keep_existing, None)?;
+        let written = self.write_rows(&relation, rows, keep_existing, Vec::new())?;
         Ok(Output::Done(format!("INSERT {written}")))
     }
 
@@ -201,8 +201,8 @@ impl Engine {
         relation: &segstream_sql::Relation,
         rows: Vec<Vec<ScalarValue>>,
         keep_existing: bool,
-        // A meta entry committed in the same write batch (an ingest's idempotency key).
-        marker: Option<(Vec<u8>, Vec<u8>)>,
+        // Meta entries committed in the same write batch (an ingest's idempotency key).
+        marker: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
         let key_index =
@@ -243,7 +243,7 @@ impl Engine {
             }
         }
         let written = weights.iter().filter(|w| **w > 0).count();
-        if let Some((key, value)) = marker {
+        for (key, value) in marker {
             cx.put(CF_META, key, value);
         }
         self.apply_relation_delta(&relation.name, &relation.schema, delta_rows, weights, cx)?;

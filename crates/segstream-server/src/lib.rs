@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// How much of each segment's change log is kept (unlimited by default); a
     /// subscriber resuming from a dropped change is told to resnapshot.
     pub change_log_retention: ChangeLogRetention,
+    /// How long an ingest's idempotency key is remembered: a retry within it is applied
+    /// once; keys older than it are dropped, so they do not accumulate.
+    pub idempotency_window: Duration,
     /// How often events past their stream's retention are deleted and the change logs
     /// trimmed to `change_log_retention`.
     pub retention_interval: Duration,
@@ -76,6 +79,7 @@ impl ServerConfig {
             timer_delay: Duration::from_millis(100),
             group_commit: true,
             change_log_retention: ChangeLogRetention::default(),
+            idempotency_window: Duration::from_secs(24 * 3600),
             retention_interval: Duration::from_secs(1),
         }
     }
@@ -131,6 +135,7 @@ pub async fn serve(
     background.push(tokio::spawn(apply_retention(
         Arc::clone(&shared),
         config.change_log_retention,
+        config.idempotency_window,
         config.retention_interval,
     )));
 
@@ -169,10 +174,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// Every `interval`: deletes the events retained streams have let go of, and drops
-/// what the change-log retention no longer keeps. Unsynced like any step: what a crash
-/// loses is simply done again.
-async fn apply_retention(shared: Arc<Shared>, change_logs: ChangeLogRetention, interval: Duration) {
+/// Every `interval`: deletes the events retained streams have let go of, the
+/// idempotency keys older than their window, and what the change-log retention no longer
+/// keeps. Unsynced like any step: what a crash loses is simply done again.
+async fn apply_retention(
+    shared: Arc<Shared>,
+    change_logs: ChangeLogRetention,
+    idempotency_window: Duration,
+    interval: Duration,
+) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -180,6 +190,9 @@ async fn apply_retention(shared: Arc<Shared>, change_logs: ChangeLogRetention, i
         let mut step = shared.step().await;
         if let Err(e) = step.drop_expired_events() {
             eprintln!("segstream: deleting events past their stream's retention failed (will retry): {e}");
+        }
+        if let Err(e) = step.expire_idempotency_keys(idempotency_window) {
+            eprintln!("segstream: dropping old idempotency keys failed (will retry): {e}");
         }
         if change_logs.is_unlimited() {
             continue;

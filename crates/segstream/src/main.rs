@@ -109,6 +109,11 @@ The API: docs/grpc-api.md.")]
         /// Keep at most this many of each segment's latest changes. Unlimited if not given.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
         change_log_max_changes: Option<u64>,
+
+        /// How long an ingest's idempotency key is remembered (by the engine clock): a retry
+        /// within it is applied once, e.g. `24h`, `7d`.
+        #[arg(long, value_parser = parse_age, value_name = "AGE", default_value = "24h")]
+        idempotency_window: std::time::Duration,
     },
 
     /// Load a file of rows (NDJSON, CSV or Parquet) into a stream or table.
@@ -325,6 +330,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             timer_delay_ms,
             change_log_max_age,
             change_log_max_changes,
+            idempotency_window,
         } => {
             let mut config = segstream_server::ServerConfig::new(&cli.data_dir);
             config.clock = cli.clock;
@@ -346,6 +352,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
                 max_age: change_log_max_age,
                 max_changes: change_log_max_changes,
             };
+            config.idempotency_window = idempotency_window;
             let secured = config.token.is_some();
             let tls = config.tls.is_some();
             segstream_server::serve(config, shutdown_signal(), |listening| {
