@@ -80,9 +80,16 @@ impl Engine {
                 relations.insert(relation.name.clone(), delta);
             }
         }
+        self.propagate(relations, &HashMap::new(), &mut cx, Some(key))?;
         // Redact what was logged before this step (this step's erase markers are in
-        // `cx`, not yet in the store, so they are not seen here).
+        // `cx`, not yet in the store, so they are not seen here), except in a segment the
+        // key is still a member of through other keys' rows: there its history is what a
+        // subscriber replays to know it is a member.
         for dataflow in self.dataflows.values() {
+            if self.is_member_in(&cx, dataflow, key)? {
+                report.still_member.push(dataflow.name.clone());
+                continue;
+            }
             let log_id = dataflow.log_id.to_be_bytes();
             for (stored, bytes) in self.store.scan_prefix(CF_CHANGES, &log_id)? {
                 let record = decode_change(&dataflow.name, &stored, &bytes)?;
@@ -96,12 +103,10 @@ impl Engine {
                 }
             }
         }
-        self.propagate(relations, &HashMap::new(), &mut cx, Some(key))?;
         cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
         let mut batch = self.store.batch();
         cx.write_to(&mut batch)?;
         self.store.write(batch)?;
-        report.still_member = self.memberships_of(key)?;
         report.exited = before.into_iter().filter(|s| !report.still_member.contains(s)).collect();
         Ok(report)
     }
@@ -136,8 +141,8 @@ fn typed_key(key: &str, data_type: &DataType) -> Option<ScalarValue> {
     if data_type == &DataType::Utf8 {
         return Some(text);
     }
-    let value =
-        key.trim().parse::<i64>().ok().map(|v| ScalarValue::Int64(Some(v)))?.cast_to(data_type).ok()?;
-    // A cast that wrapped or truncated is another key.
-    (key_text(&value) == key.trim()).then_some(value)
+    let value = key.parse::<i64>().ok().map(|v| ScalarValue::Int64(Some(v)))?.cast_to(data_type).ok()?;
+    // A cast that wrapped or truncated, or another spelling (`+42`, `042`), is another key:
+    // the key must read back as written, as the change log shows it.
+    (key_text(&value) == key).then_some(value)
 }

@@ -390,22 +390,28 @@ impl Engine {
         let cx = StepContext::new(&self.store, self.clock.now());
         let mut out = Vec::new();
         for (name, df) in &self.dataflows {
-            let member_key = match df.output.field(0).data_type() {
-                datafusion::arrow::datatypes::DataType::Utf8 => ScalarValue::Utf8(Some(key.to_string())),
-                other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(other) {
-                    Ok(v) if !v.is_null() => v,
-                    _ => continue, // not a key of this segment's type
-                },
-            };
-            let mut k = df.log_id.to_be_bytes().to_vec();
-            segstream_state::codec::encode_key(&member_key, &mut k)?;
-            if let Some(value) = cx.get(CF_MEMBERS, &k)? {
-                if segstream_state::codec::ByteReader::new(&value).i64()? > 0 {
-                    out.push(name.clone());
-                }
+            if self.is_member_in(&cx, df, key)? {
+                out.push(name.clone());
             }
         }
         Ok(out)
+    }
+
+    /// Whether `key` (as text) is a member of the segment, as `cx` sees the store.
+    pub(crate) fn is_member_in(&self, cx: &StepContext, df: &SegmentDataflow, key: &str) -> Result<bool> {
+        let member_key = match df.output.field(0).data_type() {
+            datafusion::arrow::datatypes::DataType::Utf8 => ScalarValue::Utf8(Some(key.to_string())),
+            other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(other) {
+                Ok(v) if !v.is_null() => v,
+                _ => return Ok(false), // not a key of this segment's type
+            },
+        };
+        let mut k = df.log_id.to_be_bytes().to_vec();
+        segstream_state::codec::encode_key(&member_key, &mut k)?;
+        match cx.get(CF_MEMBERS, &k)? {
+            Some(value) => Ok(segstream_state::codec::ByteReader::new(&value).i64()? > 0),
+            None => Ok(false),
+        }
     }
 
     /// The change log of every segment, in segment and sequence order.

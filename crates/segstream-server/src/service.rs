@@ -105,9 +105,16 @@ impl Segstream for SegstreamService {
                 }
             }
         }
+        let wrote = step.wrote();
         drop(step);
         // The statements before a failure were applied: durable before anyone is told.
-        self.shared.commit().await.map_err(status)?;
+        // Statements that only read need no sync of their own: one that fails (a full
+        // disk) does not fail them, so queries go on while writes cannot.
+        if let Err(e) = self.shared.commit().await {
+            if wrote {
+                return Err(status(e));
+            }
+        }
         if let Some(failure) = failure {
             return Err(failure);
         }

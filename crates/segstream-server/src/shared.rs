@@ -57,6 +57,13 @@ pub struct Step<'a> {
     writes_before: u64,
 }
 
+impl Step<'_> {
+    /// Whether the step has written anything so far.
+    pub fn wrote(&self) -> bool {
+        self.engine.writes() != self.writes_before
+    }
+}
+
 impl std::ops::Deref for Step<'_> {
     type Target = Engine;
     fn deref(&self) -> &Engine {
@@ -76,7 +83,7 @@ impl Drop for Step<'_> {
         // A step that wrote nothing (a read, or a write that failed) has nothing to make
         // durable: it does not make the next commit sync, nor fail on a sync that cannot
         // succeed while the disk is full.
-        if self.engine.writes() == self.writes_before {
+        if !self.wrote() {
             return;
         }
         let positions = self.shared.follow_log(&self.engine);

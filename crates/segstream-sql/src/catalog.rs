@@ -120,10 +120,22 @@ impl Catalog {
         check_key(&schema, &key, "key", at(&create.key))?;
         let retention = match &create.retention {
             None => None,
-            Some(text) => Some(crate::temporal::fixed_interval_nanos(&text.value).map_err(|message| {
-                Error::plan(format!("retention '{}': {message}", text.value), at(&create.retention))
-                    .with_help("write a fixed length from seconds to days, e.g. retention = '90 days'")
-            })?),
+            Some(text) => {
+                // Event time + retention must stay within the timestamps segstream keeps
+                // (until 2262), or the instant an event leaves could not be computed.
+                const MAX_DAYS: i64 = 36_500;
+                let nanos = crate::temporal::fixed_interval_nanos(&text.value).and_then(|n| {
+                    if n > MAX_DAYS * 86_400_000_000_000 {
+                        Err(format!("a retention is at most {MAX_DAYS} days (100 years)"))
+                    } else {
+                        Ok(n)
+                    }
+                });
+                Some(nanos.map_err(|message| {
+                    Error::plan(format!("retention '{}': {message}", text.value), at(&create.retention))
+                        .with_help("write a fixed length from seconds to days, e.g. retention = '90 days'; without a retention, events are kept forever")
+                })?)
+            }
         };
         Ok(Relation {
             name: create.name.value.clone(),
