@@ -251,7 +251,7 @@ impl Engine {
                 Ok(Output::Text(explain(&relation)))
             }
             StatementKind::AdvanceTime(advance) => self.advance_time(advance).await,
-            StatementKind::ForgetKey(key) => self.forget_key_statement(key),
+            StatementKind::ForgetKey { key, only } => self.forget_key_statement(key, only),
             StatementKind::Insert(insert) => self.insert(insert).await,
             StatementKind::Delete(delete) => self.delete(delete).await,
             StatementKind::Query(query) => self.query(query).await,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use segstream_ops::{ChangeKind, StepContext};
-use segstream_sql::ast::ObjectKind;
+use segstream_sql::ast::{Name, ObjectKind};
 use segstream_state::codec::{decode_row, encode_key, rows_to_batch};
 use segstream_state::{CF_CHANGES, CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
@@ -42,14 +42,27 @@ pub struct ForgetReport {
 }
 
 impl Engine {
-    /// Erases everything stored about `key` (see the module documentation).
-    pub fn forget_key(&mut self, key: &str) -> Result<ForgetReport> {
+    /// Erases everything stored about `key` (see the module documentation), in every
+    /// stream and table, or with `only` non-empty, in those named.
+    pub fn forget_key(&mut self, key: &str, only: &[Name]) -> Result<ForgetReport> {
+        for name in only {
+            let relation = self.relation(name)?;
+            if relation.kind == ObjectKind::Segment {
+                return Err(Error::invalid_input(format!(
+                    "`{name}` is a segment: it is computed from what it reads, and forgets the key when they do; \
+                     name streams and tables after IN"
+                ))
+                .at(name.position));
+            }
+        }
         self.catch_up_with_wall_clock()?;
         let before = self.memberships_of(key)?;
         let mut cx = StepContext::new(&self.store, self.clock.now());
         let mut report = ForgetReport::default();
         let mut relations = HashMap::new();
-        for relation in self.catalog.relations().filter(|r| r.kind != ObjectKind::Segment) {
+        let chosen = |name: &str| only.is_empty() || only.iter().any(|n| n.value == name);
+        for relation in self.catalog.relations().filter(|r| r.kind != ObjectKind::Segment && chosen(&r.name))
+        {
             let key_index =
                 relation.schema.index_of(&relation.key).map_err(|e| Error::internal(e.to_string()))?;
             let Some(value) = typed_key(key, relation.schema.field(key_index).data_type()) else { continue };
@@ -111,8 +124,8 @@ impl Engine {
         Ok(report)
     }
 
-    pub(crate) fn forget_key_statement(&mut self, key: &str) -> Result<Output> {
-        let r = self.forget_key(key)?;
+    pub(crate) fn forget_key_statement(&mut self, key: &str, only: &[Name]) -> Result<Output> {
+        let r = self.forget_key(key, only)?;
         let mut text = format!(
             "FORGET KEY '{key}': {} {}, {} table {}; exited {} {}; {} earlier {} redacted",
             r.events,

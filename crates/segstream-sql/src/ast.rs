@@ -33,8 +33,12 @@ pub enum StatementKind {
     ExplainSegment(Name),
     ExplainCreateSegment(CreateSegment),
     AdvanceTime(AdvanceTime),
-    /// `FORGET KEY 'u123'`: erase everything stored about one key (data protection).
-    ForgetKey(String),
+    /// `FORGET KEY 'u123' [IN name, ...]`: erase everything stored about one key (data
+    /// protection), in every stream and table or only in those named.
+    ForgetKey {
+        key: String,
+        only: Vec<Name>,
+    },
     Insert(Box<Insert>),
     Delete(Box<Delete>),
     /// An ad hoc SELECT (or VALUES / WITH ...), run in batch.

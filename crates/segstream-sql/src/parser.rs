@@ -351,7 +351,8 @@ impl<'a> StatementParser<'a> {
         self.parser.expected("SEGMENT name or CREATE SEGMENT after EXPLAIN", at)
     }
 
-    /// `FORGET KEY 'u123'` or `FORGET KEY 42`: the key as text, as the change log shows it.
+    /// `FORGET KEY 'u123'` or `FORGET KEY 42` (the key as text, as the change log shows
+    /// it), optionally `IN events, profiles`.
     fn parse_forget_key(&mut self) -> Result<StatementKind, ParserError> {
         self.parser.expect_keyword_is(Keyword::KEY)?;
         let found = self.parser.next_token();
@@ -364,7 +365,16 @@ impl<'a> StatementParser<'a> {
             },
             _ => return self.parser.expected("a key after FORGET KEY, e.g. FORGET KEY 'u123'", found),
         };
-        Ok(StatementKind::ForgetKey(key))
+        let mut only = Vec::new();
+        if self.parser.parse_keyword(Keyword::IN) {
+            loop {
+                only.push(self.parse_name()?);
+                if !self.parser.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+        }
+        Ok(StatementKind::ForgetKey { key, only })
     }
 
     fn parse_advance_time(&mut self) -> Result<StatementKind, ParserError> {
@@ -532,13 +542,19 @@ mod tests {
     fn errors_point_at_line_and_column() {
         let e = parse_statements("SHOW SEGMENTS;\nCREATE SEGMENT AS SELECT 1").expect_err("fails");
         assert_eq!(e.position(), Some(Position::new(2, 16)), "{e}");
+        let StatementKind::ForgetKey { only, .. } =
+            parse_statement("FORGET KEY 'u1' IN events, Profiles").expect("parses").kind
+        else {
+            panic!("not FORGET KEY")
+        };
+        assert_eq!(only.iter().map(|n| n.value.as_str()).collect::<Vec<_>>(), ["events", "profiles"]);
         let e = parse_statement("FORGET KEY u1").expect_err("fails");
         assert!(e.to_string().contains("a key after FORGET KEY, e.g. FORGET KEY 'u123'"), "{e}");
         assert!(
-            matches!(parse_statement("forget key 'u1'").expect("parses").kind, StatementKind::ForgetKey(k) if k == "u1")
+            matches!(parse_statement("forget key 'u1'").expect("parses").kind, StatementKind::ForgetKey { key, only } if key == "u1" && only.is_empty())
         );
         assert!(
-            matches!(parse_statement("FORGET KEY -42").expect("parses").kind, StatementKind::ForgetKey(k) if k == "-42")
+            matches!(parse_statement("FORGET KEY -42").expect("parses").kind, StatementKind::ForgetKey { key, .. } if key == "-42")
         );
         let e = parse_statement("ADVANCE TIME FORWARD").expect_err("fails");
         assert_eq!(e.position(), Some(Position::new(1, 14)), "{e}");
