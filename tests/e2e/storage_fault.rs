@@ -4,7 +4,8 @@
 //! reads, and once space returns, ingest works again without a restart. A SIGKILL and
 //! restart then shows every acknowledged event applied exactly once.
 //!
-//! Mounting a tmpfs needs root (CI runs as root); without it the test fails and says so.
+//! Mounting a tmpfs needs root: the test mounts directly as root, else through `sudo -n` (as
+//! `scripts/setup.sh` installs packages); without either it fails and says so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,14 +28,12 @@ impl SmallDisk {
         let parent = tempfile::tempdir().expect("tempdir");
         let mount_point = parent.path().join("disk");
         std::fs::create_dir(&mount_point).expect("mount point");
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "segstream-test"])
-            .arg(&mount_point)
-            .output()
-            .expect("runs mount");
+        let options = format!("size={size}");
+        let args = ["-t", "tmpfs", "-o", options.as_str(), "segstream-test"];
+        let output = privileged("mount").args(args).arg(&mount_point).output().expect("runs mount");
         assert!(
             output.status.success(),
-            "this test mounts a {size} tmpfs and needs root to: {}",
+            "this test mounts a {size} tmpfs and needs root (or sudo without a password) to: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         SmallDisk { mount_point, _parent: parent }
@@ -47,7 +46,20 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mount_point).status();
+        let _ = privileged("umount").arg("-l").arg(&self.mount_point).status();
+    }
+}
+
+/// `program` as root: directly when the test runs as root, else through `sudo -n`, as
+/// `scripts/setup.sh` installs packages.
+fn privileged(program: &str) -> Command {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if is_root {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
     }
 }
 
