@@ -20,11 +20,11 @@ use datafusion::common::ScalarValue;
 use segstream_ops::{ChangeKind, StepContext};
 use segstream_sql::ast::{Name, ObjectKind};
 use segstream_state::codec::{decode_row, encode_key, rows_to_batch};
-use segstream_state::{CF_CHANGES, CF_META, CF_ROWS};
+use segstream_state::{CF_CHANGES, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::engine::Engine;
-use crate::maintain::{decode_change, encode_change, key_text, META_CLOCK, REASON_ERASED};
+use crate::maintain::{decode_change, encode_change, key_text, REASON_ERASED};
 use crate::output::Output;
 
 /// What one `FORGET KEY` erased.
@@ -116,10 +116,7 @@ impl Engine {
                 }
             }
         }
-        cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
-        let mut batch = self.store.batch();
-        cx.write_to(&mut batch)?;
-        self.store.write(batch)?;
+        self.commit_step(cx)?;
         report.exited = before.into_iter().filter(|s| !report.still_member.contains(s)).collect();
         Ok(report)
     }

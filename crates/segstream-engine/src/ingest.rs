@@ -107,7 +107,7 @@ const KEY_EXPIRY_PREFIX: &[u8] = b"ingest_key_at/";
 
 fn key_expiry_entry(at_nanos: i64, key: &str) -> Vec<u8> {
     let mut entry = KEY_EXPIRY_PREFIX.to_vec();
-    entry.extend_from_slice(&((at_nanos as u64) ^ (1 << 63)).to_be_bytes());
+    entry.extend_from_slice(&segstream_state::codec::encode_instant(at_nanos));
     entry.extend_from_slice(key.as_bytes());
     entry
 }

@@ -14,7 +14,7 @@ use segstream_ops::StepContext;
 use segstream_sql::ast::{Name, ObjectKind, StatementKind};
 use segstream_sql::parse_statement;
 use segstream_sql::parser::normalize;
-use segstream_state::codec::{decode_row, encode_key, encode_row, rows_to_batch};
+use segstream_state::codec::{decode_row, encode_instant, encode_key, encode_row, rows_to_batch};
 use segstream_state::{CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
 
@@ -34,15 +34,9 @@ const EVENT_KEYS_BY_TIME: u64 = 2;
 pub(crate) fn event_key(stream_id: u64, event_nanos: i64, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(24);
     key.extend_from_slice(&stream_id.to_be_bytes());
-    key.extend_from_slice(&event_time_prefix(event_nanos));
+    key.extend_from_slice(&encode_instant(event_nanos));
     key.extend_from_slice(&seq.to_be_bytes());
     key
-}
-
-/// The event-time part of an event key: the sign bit flipped, so negative instants
-/// (before 1970) sort first.
-pub(crate) fn event_time_prefix(event_nanos: i64) -> [u8; 8] {
-    ((event_nanos as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// Where a stream's event-time column is in its rows.
@@ -264,8 +258,13 @@ impl Engine {
         let mut relations = HashMap::new();
         relations.insert(name.to_string(), delta);
         self.propagate(relations, &HashMap::new(), &mut cx, None)?;
-        // The step's instant is stored with what it logged: after a restart the clock
-        // never starts before a change already in the log.
+        self.commit_step(cx)
+    }
+
+    /// Writes a data step (its rows, the segments' state and change logs) as one batch,
+    /// with the step's instant: after a restart the clock never starts before a change
+    /// already in the log.
+    pub(crate) fn commit_step(&self, mut cx: StepContext) -> Result<()> {
         cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
         let mut batch = self.store.batch();
         cx.write_to(&mut batch)?;

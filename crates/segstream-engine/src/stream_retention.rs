@@ -14,12 +14,11 @@
 use datafusion::arrow::array::RecordBatch;
 use segstream_sql::ast::ObjectKind;
 use segstream_sql::Relation;
-use segstream_state::codec::{decode_row, rows_to_batch};
+use segstream_state::codec::{decode_row, encode_instant, rows_to_batch};
 use segstream_state::CF_ROWS;
 use segstream_types::{Result, Timestamp};
 
 use crate::engine::Engine;
-use crate::rows::event_time_prefix;
 
 impl Engine {
     /// The rows of a stream or table as a query at `now` sees them: a retained stream's
@@ -30,7 +29,7 @@ impl Engine {
         };
         let prefix = self.id_of(&relation.name)?.to_be_bytes();
         let mut start = prefix.to_vec();
-        start.extend_from_slice(&event_time_prefix(first_kept));
+        start.extend_from_slice(&encode_instant(first_kept));
         let rows = self
             .store
             .scan_range(CF_ROWS, &start, &prefix)?
@@ -52,7 +51,7 @@ impl Engine {
             let Some(first_kept) = first_retained_instant(relation, now) else { continue };
             let id = self.id_of(&relation.name)?.to_be_bytes();
             let mut end = id.to_vec();
-            end.extend_from_slice(&event_time_prefix(first_kept));
+            end.extend_from_slice(&encode_instant(first_kept));
             // Only write a range tombstone when there is something under it.
             match self.store.first_from(CF_ROWS, &id)? {
                 Some((key, _)) if key.starts_with(&id) && key < end => {}

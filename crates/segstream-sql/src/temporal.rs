@@ -305,13 +305,9 @@ fn interval_nanos(expr: &Expr) -> Result<Option<i64>, TemporalError> {
 pub fn fixed_interval_nanos(text: &str) -> Result<i64, String> {
     use datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano;
     let v = parse_interval_month_day_nano(text).map_err(|e| format!("not an interval: {e}"))?;
-    if v.months != 0 {
-        return Err("an interval of months or years has no fixed length".into());
-    }
-    let nanos = (v.days as i64)
-        .checked_mul(NANOS_PER_DAY)
-        .and_then(|d| d.checked_add(v.nanoseconds))
-        .ok_or_else(|| "the interval is too long".to_string())?;
+    // The same rule as an INTERVAL in a time condition: no months or years.
+    let literal = Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), None);
+    let nanos = interval_nanos(&literal).map_err(|e| e.message())?.unwrap_or_default();
     if nanos <= 0 {
         return Err("the interval must be longer than zero".into());
     }
