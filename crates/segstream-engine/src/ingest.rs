@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use segstream_sql::ast::{Name, ObjectKind};
 use segstream_sql::schema::sql_type_name;
-use segstream_state::codec::{ByteReader, ByteWriter};
+use segstream_state::codec::{rows_to_batch, ByteReader, ByteWriter};
 use segstream_types::{Error, Result};
 
 use crate::engine::Engine;
@@ -86,10 +87,10 @@ impl Engine {
         }
         let (values, rejected) = match rows {
             IngestRows::Arrow(batch) => rows_from_arrow(&relation, &batch)?,
-            IngestRows::Json(objects) => rows_from_json(&relation, &objects),
-            IngestRows::JsonText(texts) => rows_from_json_text(&relation, &texts),
+            IngestRows::Json(objects) => as_batch(&relation, rows_from_json(&relation, &objects))?,
+            IngestRows::JsonText(texts) => as_batch(&relation, rows_from_json_text(&relation, &texts))?,
         };
-        let report = IngestReport { accepted: values.len(), rejected, duplicate: false };
+        let report = IngestReport { accepted: values.num_rows(), rejected, duplicate: false };
         let marker = match (marker_key, idempotency_key) {
             (Some(key), Some(k)) => {
                 vec![(key, encode_report(&report)), (key_expiry_entry(self.now().nanos(), k), Vec::new())]
@@ -172,15 +173,26 @@ fn decode_report(bytes: &[u8]) -> Result<IngestReport> {
 
 type Checked = (Vec<Vec<ScalarValue>>, Vec<RejectedRow>);
 
-fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> Result<Checked> {
+/// Rows checked against a relation's schema: the good ones as a batch of the relation's
+/// schema, the others with their index and reason.
+type CheckedBatch = (RecordBatch, Vec<RejectedRow>);
+
+fn as_batch(relation: &segstream_sql::Relation, (rows, rejected): Checked) -> Result<CheckedBatch> {
+    Ok((rows_to_batch(&relation.schema, &rows)?, rejected))
+}
+
+/// Checks an Arrow batch against the relation's schema column by column: each column is
+/// cast to its declared type, and a row is rejected (with the first reason found) when
+/// a cast would change a value, a value does not convert, or a NOT NULL column is NULL.
+fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> Result<CheckedBatch> {
     let n = batch.num_rows();
-    let mut columns: Vec<Option<Arc<dyn Array>>> = Vec::with_capacity(relation.schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(relation.schema.fields().len());
+    // Per row, the first reason to reject it.
+    let mut reasons: Vec<Option<String>> = vec![None; n];
     // Rows a conversion would change rather than convert: a fraction into an integer,
     // a float too large for REAL.
-    let mut lossy: Vec<Option<String>> = vec![None; n];
     for field in relation.schema.fields() {
         let Ok(index) = batch.schema().index_of(field.name()) else {
-            columns.push(None);
             continue;
         };
         let given = batch.column(index).data_type();
@@ -199,7 +211,7 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::Float64Array>()
                 .ok_or_else(|| Error::internal("float cast gave another type"))?;
-            for (i, slot) in lossy.iter_mut().enumerate() {
+            for (i, slot) in reasons.iter_mut().enumerate() {
                 if slot.is_some() || !floats.is_valid(i) {
                     continue;
                 }
@@ -218,17 +230,38 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
                 }
             }
         }
-        // The "safe" cast: a value that does not convert becomes NULL, and is then
-        // found below as a NULL that was not NULL in the input.
-        let cast = cast_with_options(batch.column(index), field.data_type(), &CastOptions::default())
-            .map_err(|e| {
+    }
+    for field in relation.schema.fields() {
+        let given = batch.schema().index_of(field.name()).ok().map(|index| batch.column(index));
+        let column = match given {
+            // The "safe" cast: a value that does not convert becomes NULL, and is then
+            // found below as a NULL that was not NULL in the input.
+            Some(given) => cast_with_options(given, field.data_type(), &CastOptions::default()).map_err(|e| {
                 Error::invalid_input(format!(
                     "column `{}` cannot be read as {}: {e}",
                     field.name(),
                     sql_type_name(field.data_type())
                 ))
-            })?;
-        columns.push(Some(cast));
+            })?,
+            None => new_null_array(field.data_type(), n),
+        };
+        if column.null_count() > 0 {
+            for (i, slot) in reasons.iter_mut().enumerate() {
+                if slot.is_some() || column.is_valid(i) {
+                    continue;
+                }
+                if given.is_some_and(|g| g.is_valid(i)) {
+                    *slot = Some(format!(
+                        "column `{}`: the value does not convert to {}",
+                        field.name(),
+                        sql_type_name(field.data_type())
+                    ));
+                } else if !field.is_nullable() {
+                    *slot = Some(format!("column `{}` is NOT NULL but got no value", field.name()));
+                }
+            }
+        }
+        columns.push(column);
     }
     for given in batch.schema().fields() {
         if relation.schema.index_of(given.name()).is_err() {
@@ -239,43 +272,22 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
             )));
         }
     }
-    let mut rows = Vec::with_capacity(n);
-    let mut rejected = Vec::new();
-    'rows: for (i, lossy) in lossy.into_iter().enumerate() {
-        if let Some(reason) = lossy {
-            rejected.push(RejectedRow { index: i, reason });
-            continue;
-        }
-        let mut row = Vec::with_capacity(columns.len());
-        for (field, column) in relation.schema.fields().iter().zip(&columns) {
-            let value = match column {
-                Some(c) => ScalarValue::try_from_array(c, i).map_err(|e| Error::internal(e.to_string()))?,
-                None => {
-                    ScalarValue::try_from(field.data_type()).map_err(|e| Error::internal(e.to_string()))?
-                }
-            };
-            if value.is_null() {
-                let given = batch.schema().index_of(field.name()).ok().map(|j| batch.column(j).is_valid(i));
-                let reason = if given == Some(true) {
-                    format!(
-                        "column `{}`: the value does not convert to {}",
-                        field.name(),
-                        sql_type_name(field.data_type())
-                    )
-                } else if !field.is_nullable() {
-                    format!("column `{}` is NOT NULL but got no value", field.name())
-                } else {
-                    String::new()
-                };
-                if !reason.is_empty() {
-                    rejected.push(RejectedRow { index: i, reason });
-                    continue 'rows;
-                }
-            }
-            row.push(value);
-        }
-        rows.push(row);
+    let rows = RecordBatch::try_new_with_options(
+        Arc::clone(&relation.schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )
+    .map_err(|e| Error::internal(e.to_string()))?;
+    let rejected: Vec<RejectedRow> = reasons
+        .iter()
+        .enumerate()
+        .filter_map(|(index, reason)| reason.clone().map(|reason| RejectedRow { index, reason }))
+        .collect();
+    if rejected.is_empty() {
+        return Ok((rows, rejected));
     }
+    let keep: BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
+    let rows = filter_record_batch(&rows, &keep).map_err(|e| Error::internal(e.to_string()))?;
     Ok((rows, rejected))
 }
 

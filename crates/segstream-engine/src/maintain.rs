@@ -8,7 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use segstream_ops::membership::members;
-use segstream_ops::temporal_filter::{due_timers, next_timer_instant, DueTimer};
+use segstream_ops::temporal_filter::{DueTimer, TimerScan};
 use segstream_ops::{ChangeKind, MemberChange, SegmentDataflow, StepContext, StepInput};
 use segstream_sql::ast::ObjectKind;
 use segstream_state::codec::{rows_to_batch, ByteWriter};
@@ -340,13 +340,11 @@ impl Engine {
         // Timers are only ever set after the instant of the step that sets them, so the
         // next due one is after the last instant processed.
         let mut from = clock.nanos().saturating_add(1);
-        while let Some(next) = next_timer_instant(&cx, from)? {
-            if next > target.nanos() {
-                break;
-            }
+        let mut timers = TimerScan::new(&cx, from, target.nanos())?;
+        while let Some(next) = timers.next_instant(&cx, from)? {
             let instant = Timestamp(next.max(clock.nanos()));
             cx.now = instant;
-            let due = due_timers(&cx, next)?;
+            let due = timers.due(&cx, next)?;
             let mut fired: HashMap<u64, HashMap<u32, Vec<&DueTimer>>> = HashMap::new();
             for timer in &due {
                 fired.entry(timer.segment).or_default().entry(timer.node).or_default().push(timer);

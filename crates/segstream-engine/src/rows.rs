@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::Array;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     ConflictTarget, Delete, FromTable, Ident, Insert, ObjectName, OnConflictAction, OnInsert,
@@ -14,7 +15,9 @@ use segstream_ops::StepContext;
 use segstream_sql::ast::{Name, ObjectKind, StatementKind};
 use segstream_sql::parse_statement;
 use segstream_sql::parser::normalize;
-use segstream_state::codec::{decode_row, encode_instant, encode_key, encode_row, rows_to_batch};
+use segstream_state::codec::{
+    decode_row, encode_batch_rows, encode_instant, encode_key, encode_row, rows_to_batch,
+};
 use segstream_state::{CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
 
@@ -183,7 +186,8 @@ impl Engine {
             }
         }
 
-        let written = self.write_rows(&relation, rows, keep_existing, Vec::new())?;
+        let written =
+            self.write_rows(&relation, rows_to_batch(&relation.schema, &rows)?, keep_existing, Vec::new())?;
         Ok(Output::Done(format!("INSERT {written}")))
     }
 
@@ -193,34 +197,46 @@ impl Engine {
     pub(crate) fn write_rows(
         &self,
         relation: &segstream_sql::Relation,
-        rows: Vec<Vec<ScalarValue>>,
+        rows: RecordBatch,
         keep_existing: bool,
         // Meta entries committed in the same write batch (an ingest's idempotency key).
         marker: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
-        let key_index =
-            relation.schema.index_of(&relation.key).map_err(|e| Error::internal(e.to_string()))?;
         let mut cx = StepContext::new(&self.store, self.clock.now());
         // The relation's delta for the segments that read it: an event is an insertion;
         // a table row that replaces another retracts it first.
-        let mut delta_rows: Vec<Vec<ScalarValue>> = Vec::with_capacity(rows.len());
-        let mut weights = Vec::with_capacity(rows.len());
-        match relation.kind {
+        let delta = match relation.kind {
             ObjectKind::Stream => {
-                let time_index = event_time_index(relation)?;
+                // Events are new keys, stored and passed on as the batch they came in.
+                let times = rows.column(event_time_index(relation)?);
+                let times = times
+                    .as_primitive_opt::<TimestampNanosecondType>()
+                    .ok_or_else(|| Error::internal(format!("an event time is {}", times.data_type())))?;
+                if times.null_count() > 0 {
+                    return Err(Error::internal("an event time is NULL"));
+                }
                 let mut seq = self.store.meta_u64(META_NEXT_EVENT)?.unwrap_or(0);
-                for row in rows {
-                    let key = event_key(id, event_nanos(&row[time_index])?, seq);
-                    cx.put(CF_ROWS, key, encode_row(&row)?);
+                for (encoded, &nanos) in encode_batch_rows(&rows)?.into_iter().zip(times.values().iter()) {
+                    cx.append(CF_ROWS, event_key(id, nanos, seq), encoded);
                     seq += 1;
-                    delta_rows.push(row);
-                    weights.push(1);
                 }
                 cx.put(CF_META, META_NEXT_EVENT.as_bytes().to_vec(), seq.to_be_bytes().to_vec());
+                let n = rows.num_rows();
+                DeltaBatch::new(rows, vec![1; n])?
             }
             _ => {
-                for row in rows {
+                let key_index =
+                    relation.schema.index_of(&relation.key).map_err(|e| Error::internal(e.to_string()))?;
+                let mut delta_rows: Vec<Vec<ScalarValue>> = Vec::with_capacity(rows.num_rows());
+                let mut weights = Vec::with_capacity(rows.num_rows());
+                for i in 0..rows.num_rows() {
+                    let row = rows
+                        .columns()
+                        .iter()
+                        .map(|c| ScalarValue::try_from_array(c, i))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| Error::internal(e.to_string()))?;
                     let mut key = id.to_be_bytes().to_vec();
                     encode_key(&row[key_index], &mut key)?;
                     if let Some(old) = cx.get(CF_ROWS, &key)? {
@@ -234,27 +250,20 @@ impl Engine {
                     delta_rows.push(row);
                     weights.push(1);
                 }
+                DeltaBatch::new(rows_to_batch(&relation.schema, &delta_rows)?, weights)?
             }
-        }
-        let written = weights.iter().filter(|w| **w > 0).count();
+        };
+        let written = delta.weights.iter().filter(|w| **w > 0).count();
         for (key, value) in marker {
             cx.put(CF_META, key, value);
         }
-        self.apply_relation_delta(&relation.name, &relation.schema, delta_rows, weights, cx)?;
+        self.apply_relation_delta(&relation.name, delta, cx)?;
         Ok(written)
     }
 
     /// Runs a stream's or table's changes through the segments that read it and commits
     /// the rows, the segments' state and their change logs in one write batch.
-    fn apply_relation_delta(
-        &self,
-        name: &str,
-        schema: &datafusion::arrow::datatypes::SchemaRef,
-        rows: Vec<Vec<ScalarValue>>,
-        weights: Vec<i64>,
-        mut cx: StepContext,
-    ) -> Result<()> {
-        let delta = DeltaBatch::new(rows_to_batch(schema, &rows)?, weights)?;
+    fn apply_relation_delta(&self, name: &str, delta: DeltaBatch, mut cx: StepContext) -> Result<()> {
         let mut relations = HashMap::new();
         relations.insert(name.to_string(), delta);
         self.propagate(relations, &HashMap::new(), &mut cx, None)?;
@@ -334,7 +343,8 @@ impl Engine {
         }
         let deleted = retracted.len();
         let weights = vec![-1; deleted];
-        self.apply_relation_delta(&relation.name, &relation.schema, retracted, weights, cx)?;
+        let delta = DeltaBatch::new(rows_to_batch(&relation.schema, &retracted)?, weights)?;
+        self.apply_relation_delta(&relation.name, delta, cx)?;
         Ok(Output::Done(format!("DELETE {deleted}")))
     }
 

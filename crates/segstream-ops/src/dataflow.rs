@@ -52,6 +52,9 @@ pub struct SegmentDataflow {
     pub log_id: u64,
     pub output: SchemaRef,
     nodes: Vec<(Node, Vec<usize>, SchemaRef)>,
+    /// Each node's empty output, built once: most steps touch few of a segment's nodes,
+    /// and an empty Arrow batch is not free to build.
+    empty: Vec<DeltaBatch>,
     reads: Vec<String>,
 }
 
@@ -146,7 +149,8 @@ impl SegmentDataflow {
         let output = Arc::new(plan.nodes[plan.root].schema.as_arrow().clone());
         reads.sort();
         reads.dedup();
-        Ok(Some(Self { name: name.to_string(), segment_id, log_id, output, nodes, reads }))
+        let empty = nodes.iter().map(|(_, _, schema)| DeltaBatch::empty(Arc::clone(schema))).collect();
+        Ok(Some(Self { name: name.to_string(), segment_id, log_id, output, nodes, empty, reads }))
     }
 
     /// The relations this segment's sources read.
@@ -158,6 +162,18 @@ impl SegmentDataflow {
     pub fn step(&self, input: &StepInput, cx: &mut StepContext) -> Result<Vec<MemberChange>> {
         let mut outputs: Vec<Option<DeltaBatch>> = (0..self.nodes.len()).map(|_| None).collect();
         for (id, (node, inputs, schema)) in self.nodes.iter().enumerate() {
+            // A node whose inputs are all empty has nothing to do, unless it is a source,
+            // a constant, or a temporal filter with timers firing.
+            let idle = !inputs.is_empty()
+                && inputs.iter().all(|&i| outputs[i].as_ref().is_some_and(DeltaBatch::is_empty))
+                && !(matches!(node, Node::Temporal(_)) && input.fired.contains_key(&(id as u32)));
+            if idle {
+                if matches!(node, Node::Membership(_)) {
+                    return Ok(Vec::new());
+                }
+                outputs[id] = Some(self.empty[id].clone());
+                continue;
+            }
             let mut take = |i: usize| -> Result<DeltaBatch> {
                 outputs[inputs[i]].take().ok_or_else(|| Error::internal("a node's input was used twice"))
             };
@@ -167,10 +183,10 @@ impl SegmentDataflow {
                         let rows = delta.rows.project(columns).map_err(|e| Error::internal(e.to_string()))?;
                         DeltaBatch::new(rows, delta.weights.clone())?.with_schema(Arc::clone(schema))?
                     }
-                    None => DeltaBatch::empty(Arc::clone(schema)),
+                    None => self.empty[id].clone(),
                 },
                 Node::Constant(rows) if input.initial => rows.clone(),
-                Node::Constant(_) => DeltaBatch::empty(Arc::clone(schema)),
+                Node::Constant(_) => self.empty[id].clone(),
                 Node::Filter(f) => f.step(take(0)?)?.with_schema(Arc::clone(schema))?,
                 Node::Project(p) => p.step(take(0)?)?,
                 Node::Temporal(t) => {

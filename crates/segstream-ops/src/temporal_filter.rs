@@ -21,7 +21,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::{DFSchema, ScalarValue};
 use segstream_sql::temporal::{TimeBound, TimeBoundKind};
-use segstream_state::codec::{decode_row, encode_instant, encode_row, rows_to_batch, ByteReader, ByteWriter};
+use segstream_state::codec::{decode_instant, decode_row, encode_instant, encode_row, rows_to_batch, ByteReader, ByteWriter};
 use segstream_state::CF_TIMERS;
 use segstream_types::{DeltaBatch, Error, Result};
 
@@ -167,7 +167,7 @@ fn row_values(input: &DeltaBatch, row: usize) -> Result<Vec<ScalarValue>> {
 /// included.
 pub fn next_timer_instant(cx: &StepContext, from: i64) -> Result<Option<i64>> {
     match cx.first_from(CF_TIMERS, &encode_instant(from))? {
-        Some((key, _)) => Ok(Some(segstream_state::codec::decode_instant(&key)?)),
+        Some((key, _)) => Ok(Some(decode_instant(&key)?)),
         None => Ok(None),
     }
 }
@@ -175,19 +175,122 @@ pub fn next_timer_instant(cx: &StepContext, from: i64) -> Result<Option<i64>> {
 /// Every timer set for exactly `instant`.
 pub fn due_timers(cx: &StepContext, instant: i64) -> Result<Vec<DueTimer>> {
     let prefix = encode_instant(instant);
-    cx.scan_prefix(CF_TIMERS, &prefix)?
-        .into_iter()
-        .map(|(key, value)| {
-            let corrupt = || Error::storage("a timer key is damaged");
-            let segment =
-                u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-            let node =
-                u32::from_be_bytes(key.get(16..20).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-            let row = key[20..].to_vec();
-            let weight = ByteReader::new(&value).i64()?;
-            Ok(DueTimer { key, segment, node, row, weight })
-        })
-        .collect()
+    cx.scan_prefix(CF_TIMERS, &prefix)?.into_iter().map(|(key, value)| due_timer(key, &value)).collect()
+}
+
+/// The timers due up to an instant, for a clock advance that fires them one instant
+/// after another. The store is read once per page of timers, not once per instant: an
+/// advance over many rows' expiries would otherwise open an iterator for each. What the
+/// step itself writes while earlier instants fire (timers set, changed or cancelled) is
+/// overlaid, as [`next_timer_instant`] and [`due_timers`] do.
+pub struct TimerScan {
+    /// A page of stored timers in key order, and how far the scan has consumed it.
+    stored: Vec<(Vec<u8>, Vec<u8>)>,
+    at: usize,
+    /// The store may hold more timers in range after this page.
+    more: bool,
+    through: i64,
+}
+
+impl TimerScan {
+    /// Timers are read in pages of this many.
+    const PAGE: usize = 4096;
+
+    /// A scan of the timers set for instants in `[from, through]`.
+    pub fn new(cx: &StepContext, from: i64, through: i64) -> Result<Self> {
+        let mut scan = Self { stored: Vec::new(), at: 0, more: false, through };
+        scan.read_page(cx, &encode_instant(from))?;
+        Ok(scan)
+    }
+
+    fn read_page(&mut self, cx: &StepContext, start: &[u8]) -> Result<()> {
+        let end = self.through.checked_add(1).map(encode_instant);
+        self.stored = cx.store().scan_between(CF_TIMERS, start, end.as_ref().map(|e| &e[..]), Self::PAGE)?;
+        self.more = self.stored.len() == Self::PAGE;
+        self.at = 0;
+        Ok(())
+    }
+
+    /// The next stored timer not before `from`, reading the next page when this one is
+    /// used up.
+    fn peek_stored(&mut self, cx: &StepContext, from: &[u8]) -> Result<Option<&(Vec<u8>, Vec<u8>)>> {
+        loop {
+            if self.at == self.stored.len() {
+                if !self.more {
+                    return Ok(None);
+                }
+                let mut after = self.stored.last().map(|(k, _)| k.clone()).unwrap_or_default();
+                after.push(0);
+                self.read_page(cx, &after)?;
+                continue;
+            }
+            if self.stored[self.at].0.as_slice() < from {
+                self.at += 1;
+                continue;
+            }
+            return Ok(self.stored.get(self.at));
+        }
+    }
+
+    /// The earliest instant in `[from, through]` with a live timer, this step's writes
+    /// included and its deletions skipped.
+    pub fn next_instant(&mut self, cx: &StepContext, from: i64) -> Result<Option<i64>> {
+        let from_key = encode_instant(from);
+        let stored = loop {
+            match self.peek_stored(cx, &from_key)? {
+                Some((key, _)) if cx.written(CF_TIMERS, key) == Some(None) => self.at += 1,
+                Some((key, _)) => break Some(decode_instant(key)?),
+                None => break None,
+            }
+        };
+        let written = cx
+            .written_from(CF_TIMERS, &from_key)
+            .find_map(|(key, value)| value.map(|_| key))
+            .map(decode_instant)
+            .transpose()?;
+        Ok([stored, written].into_iter().flatten().filter(|i| *i <= self.through).min())
+    }
+
+    /// Every live timer set for exactly `instant` (the one [`TimerScan::next_instant`]
+    /// gave), in key order.
+    pub fn due(&mut self, cx: &StepContext, instant: i64) -> Result<Vec<DueTimer>> {
+        let prefix = encode_instant(instant);
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
+        while let Some((key, value)) = self.peek_stored(cx, &prefix)? {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (key, value) = (key.clone(), value.clone());
+            self.at += 1;
+            match cx.written(CF_TIMERS, &key) {
+                Some(None) => {}
+                Some(Some(written)) => {
+                    merged.insert(key, written.to_vec());
+                }
+                None => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+        for (key, value) in cx.written_from(CF_TIMERS, &prefix) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if let Some(value) = value {
+                merged.insert(key.to_vec(), value.to_vec());
+            }
+        }
+        merged.into_iter().map(|(key, value)| due_timer(key, &value)).collect()
+    }
+}
+
+fn due_timer(key: Vec<u8>, value: &[u8]) -> Result<DueTimer> {
+    let corrupt = || Error::storage("a timer key is damaged");
+    let segment = u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+    let node = u32::from_be_bytes(key.get(16..20).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+    let row = key[20..].to_vec();
+    let weight = ByteReader::new(value).i64()?;
+    Ok(DueTimer { key, segment, node, row, weight })
 }
 
 #[cfg(test)]

@@ -238,6 +238,33 @@ impl Store {
         })
     }
 
+    /// At most `limit` keys and values from `start` (included) to `end` (excluded, or
+    /// the end of the family when `None`), with one iterator.
+    pub fn scan_between(
+        &self,
+        family_name: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            let iter =
+                db.iterator_cf(family(db, family_name)?, IteratorMode::From(start, Direction::Forward));
+            for item in iter {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = item.map_err(storage)?;
+                if end.is_some_and(|end| *key >= *end) {
+                    break;
+                }
+                out.push((key.into_vec(), value.into_vec()));
+            }
+            Ok(out)
+        })
+    }
+
     /// The stored definitions, in the order they were given ids.
     pub fn catalog_entries(&self) -> Result<Vec<(u64, String)>> {
         self.scan_prefix(CF_CATALOG, &[])?
@@ -380,6 +407,25 @@ impl StoreBatch<'_> {
         let inner = &mut self.inner;
         self.store.with_db(|db| {
             inner.delete_cf(family(db, family_name)?, key);
+            Ok(())
+        })
+    }
+
+    /// Puts (`Some`) and deletes (`None`) in one family, with one look-up of the family.
+    pub fn write_family(
+        &mut self,
+        family_name: &str,
+        writes: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<()> {
+        let inner = &mut self.inner;
+        self.store.with_db(|db| {
+            let cf = family(db, family_name)?;
+            for (key, value) in writes {
+                match value {
+                    Some(value) => inner.put_cf(cf, key, value),
+                    None => inner.delete_cf(cf, key),
+                }
+            }
             Ok(())
         })
     }
