@@ -20,6 +20,10 @@
 //! [`WalSyncer::sync`] before acknowledging any of them (group commit).
 
 pub mod codec;
+mod read_cache;
+
+pub use read_cache::{CacheStats, DEFAULT_CACHE_BYTES};
+use read_cache::ReadCache;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +68,8 @@ struct Handle {
     /// When a reopen was last tried, and why it failed: retried at most every
     /// [`REOPEN_INTERVAL`].
     last_reopen: Mutex<Option<(Instant, String)>>,
+    /// Hot operator state in memory (see [`read_cache`]).
+    cache: Mutex<ReadCache>,
 }
 
 /// How often a store whose write failed tries to reopen for writing.
@@ -113,14 +119,39 @@ fn db_options() -> Options {
     options
 }
 
+/// A column family's options. Every family compresses with LZ4 and has a Bloom filter
+/// per table file, so a point read of an absent key (a new group, a new timer) skips the
+/// files that cannot hold it. The families read by key on every step also have a Bloom
+/// filter over their memtable, which answers "absent" without searching the skip list.
+fn family_options(name: &str) -> Options {
+    let mut options = Options::default();
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    options.set_block_based_table_factory(&table);
+    if [CF_STATE, CF_TIMERS, CF_MEMBERS].contains(&name) {
+        options.set_memtable_prefix_bloom_ratio(0.05);
+        options.set_memtable_whole_key_filtering(true);
+    }
+    options
+}
+
+fn family_descriptors() -> impl Iterator<Item = ColumnFamilyDescriptor> {
+    FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name)))
+}
+
 fn open_db(path: &Path) -> Result<DB> {
-    let families = FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    let families = family_descriptors();
     DB::open_cf_descriptors(&db_options(), path, families).map_err(|e| {
         Error::storage(format!("cannot open data directory {}: {}", path.display(), e.into_string()))
     })
 }
 
 impl Handle {
+    fn cache(&self) -> Result<std::sync::MutexGuard<'_, ReadCache>> {
+        self.cache.lock().map_err(|_| Error::internal("the store's cache lock is poisoned"))
+    }
+
     fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T>) -> Result<T> {
         let guard = self.db.read().map_err(|_| Error::internal("the store's lock is poisoned"))?;
         match guard.as_ref() {
@@ -146,6 +177,8 @@ impl Handle {
             }
         }
         let mut db = self.db.write().map_err(|_| Error::internal("the store's lock is poisoned"))?;
+        // What the failed write left in the store is what the reopened store says.
+        self.cache()?.clear(None);
         // Close first: RocksDB allows one open handle per directory.
         *db = None;
         match open_db(&self.path) {
@@ -156,9 +189,8 @@ impl Handle {
                 Ok(())
             }
             Err(e) => {
-                let families =
-                    FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-                *db = DB::open_cf_descriptors_read_only(&db_options(), &self.path, families, false).ok();
+                *db = DB::open_cf_descriptors_read_only(&db_options(), &self.path, family_descriptors(), false)
+                    .ok();
                 let reason = format!("writes are refused until the data directory can be reopened: {e}");
                 *last = Some((Instant::now(), reason.clone()));
                 Err(Error::storage(reason))
@@ -179,6 +211,7 @@ impl Store {
             writes: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             last_reopen: Mutex::new(None),
+            cache: Mutex::new(ReadCache::new(DEFAULT_CACHE_BYTES)),
         };
         Ok(Self { handle: Arc::new(handle), sync_writes: true })
     }
@@ -197,8 +230,32 @@ impl Store {
         self.handle.with_db(f)
     }
 
+    /// Limits the hot-state cache to `bytes` (keys, values and an estimate of overhead);
+    /// what it held is dropped.
+    pub fn set_cache_bytes(&self, bytes: usize) -> Result<()> {
+        *self.handle.cache()? = ReadCache::new(bytes);
+        Ok(())
+    }
+
+    /// What the hot-state cache holds, and its hits and misses since the store opened.
+    pub fn cache_stats(&self) -> Result<CacheStats> {
+        Ok(self.handle.cache()?.stats())
+    }
+
     pub fn get(&self, family_name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_db(|db| db.get_cf(family(db, family_name)?, key).map_err(storage))
+        let Some(cached) = ReadCache::family_index(family_name) else {
+            return self.with_db(|db| db.get_cf(family(db, family_name)?, key).map_err(storage));
+        };
+        let epoch = {
+            let mut cache = self.handle.cache()?;
+            if let Some(value) = cache.get(cached, key) {
+                return Ok(value);
+            }
+            cache.epoch()
+        };
+        let value = self.with_db(|db| db.get_cf(family(db, family_name)?, key).map_err(storage))?;
+        self.handle.cache()?.fill(cached, epoch, key.to_vec(), value.clone());
+        Ok(value)
     }
 
     /// Every key and value whose key starts with `prefix`, in key order.
@@ -307,14 +364,35 @@ impl Store {
     }
 
     /// The values of many keys in one call (RocksDB MultiGet).
+    /// Keys in the hot-state cache are answered from memory; the rest with one MultiGet.
     pub fn multi_get(&self, family_name: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.with_db(|db| {
-            let cf = family(db, family_name)?;
-            db.multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
-                .into_iter()
-                .map(|r| r.map_err(storage))
-                .collect()
-        })
+        let read = |keys: &mut dyn Iterator<Item = &Vec<u8>>| {
+            self.with_db(|db| {
+                let cf = family(db, family_name)?;
+                db.multi_get_cf(keys.map(|k| (cf, k.as_slice())))
+                    .into_iter()
+                    .map(|r| r.map_err(storage))
+                    .collect::<Result<Vec<_>>>()
+            })
+        };
+        let Some(cached) = ReadCache::family_index(family_name) else {
+            return read(&mut keys.iter());
+        };
+        let (mut out, epoch) = {
+            let mut cache = self.handle.cache()?;
+            let out: Vec<Option<Option<Vec<u8>>>> = keys.iter().map(|k| cache.get(cached, k)).collect();
+            (out, cache.epoch())
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let fetched = read(&mut missing.iter().map(|&i| &keys[i]))?;
+            let mut cache = self.handle.cache()?;
+            for (&i, value) in missing.iter().zip(fetched) {
+                cache.fill(cached, epoch, keys[i].clone(), value.clone());
+                out[i] = Some(value);
+            }
+        }
+        Ok(out.into_iter().map(Option::flatten).collect())
     }
 
     /// How many keys a family holds, counted exactly by a scan (for reports and tests,
@@ -363,14 +441,27 @@ impl Store {
         self.handle.recover()?;
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
-        let result = self.with_db(|db| db.write_opt(batch.inner, &options).map_err(storage));
+        let StoreBatch { inner, cached, cleared, .. } = batch;
+        // Readers that start before the write completes must not fill the cache with
+        // what they read (it may be the value this write replaces).
+        self.handle.cache()?.begin_write();
+        let result = self.with_db(|db| db.write_opt(inner, &options).map_err(storage));
+        let mut cache = self.handle.cache()?;
         match result {
             Ok(()) => {
                 self.handle.writes.fetch_add(1, Ordering::Relaxed);
+                cache.begin_write();
+                for (family, key, value) in cached {
+                    cache.written(family, key, value);
+                }
+                for family in cleared {
+                    cache.clear(Some(family));
+                }
                 Ok(())
             }
             Err(e) => {
                 self.handle.failed.store(true, Ordering::Relaxed);
+                cache.clear(None);
                 Err(e)
             }
         }
@@ -384,7 +475,7 @@ impl Store {
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {
-        StoreBatch { store: self, inner: WriteBatch::default() }
+        StoreBatch { store: self, inner: WriteBatch::default(), cached: Vec::new(), cleared: Vec::new() }
     }
 }
 
@@ -392,10 +483,17 @@ impl Store {
 pub struct StoreBatch<'a> {
     store: &'a Store,
     inner: WriteBatch,
+    /// Writes of cached families, applied to the cache once the batch is written.
+    cached: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
+    /// Cached families with a range deleted: forgotten once the batch is written.
+    cleared: Vec<usize>,
 }
 
 impl StoreBatch<'_> {
     pub fn put(&mut self, family_name: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        if let Some(f) = ReadCache::family_index(family_name) {
+            self.cached.push((f, key.to_vec(), Some(value.to_vec())));
+        }
         let inner = &mut self.inner;
         self.store.with_db(|db| {
             inner.put_cf(family(db, family_name)?, key, value);
@@ -404,6 +502,9 @@ impl StoreBatch<'_> {
     }
 
     pub fn delete(&mut self, family_name: &str, key: &[u8]) -> Result<()> {
+        if let Some(f) = ReadCache::family_index(family_name) {
+            self.cached.push((f, key.to_vec(), None));
+        }
         let inner = &mut self.inner;
         self.store.with_db(|db| {
             inner.delete_cf(family(db, family_name)?, key);
@@ -417,13 +518,17 @@ impl StoreBatch<'_> {
         family_name: &str,
         writes: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<()> {
-        let inner = &mut self.inner;
+        let cached_family = ReadCache::family_index(family_name);
+        let (inner, cached) = (&mut self.inner, &mut self.cached);
         self.store.with_db(|db| {
             let cf = family(db, family_name)?;
             for (key, value) in writes {
-                match value {
-                    Some(value) => inner.put_cf(cf, key, value),
-                    None => inner.delete_cf(cf, key),
+                match &value {
+                    Some(value) => inner.put_cf(cf, &key, value),
+                    None => inner.delete_cf(cf, &key),
+                }
+                if let Some(f) = cached_family {
+                    cached.push((f, key, value));
                 }
             }
             Ok(())
@@ -432,6 +537,9 @@ impl StoreBatch<'_> {
 
     /// Deletes every key from `start` (included) to `end` (excluded).
     pub fn delete_range(&mut self, family_name: &str, start: &[u8], end: &[u8]) -> Result<()> {
+        if let Some(f) = ReadCache::family_index(family_name) {
+            self.cleared.push(f);
+        }
         let inner = &mut self.inner;
         self.store.with_db(|db| {
             inner.delete_range_cf(family(db, family_name)?, start, end);
@@ -464,6 +572,63 @@ impl StoreBatch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hot_state_is_served_from_memory_exactly_and_within_its_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let put = |key: &[u8], value: Option<&[u8]>| {
+            let mut batch = store.batch();
+            match value {
+                Some(v) => batch.put(CF_STATE, key, v).unwrap(),
+                None => batch.delete(CF_STATE, key).unwrap(),
+            }
+            store.write(batch).unwrap();
+        };
+        // A written key is read back from memory, and so is a key known to be absent.
+        put(b"k1", Some(b"one"));
+        let before = store.cache_stats().unwrap();
+        assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"one".to_vec()));
+        assert_eq!(store.get(CF_STATE, b"nope").unwrap(), None);
+        assert_eq!(store.get(CF_STATE, b"nope").unwrap(), None);
+        let after = store.cache_stats().unwrap();
+        assert_eq!((after.hits - before.hits, after.misses - before.misses), (2, 1));
+        // Overwrites, deletions and range deletes are seen at once.
+        put(b"k1", Some(b"uno"));
+        assert_eq!(store.multi_get(CF_STATE, &[b"k1".to_vec(), b"nope".to_vec()]).unwrap(), vec![
+            Some(b"uno".to_vec()),
+            None
+        ]);
+        put(b"k1", None);
+        assert_eq!(store.get(CF_STATE, b"k1").unwrap(), None);
+        put(b"k2", Some(b"two"));
+        let mut batch = store.batch();
+        batch.delete_prefix(CF_STATE, b"k").unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(store.get(CF_STATE, b"k2").unwrap(), None);
+
+        // Far more keys than the budget holds: memory stays bounded, every value is
+        // still right (read back from RocksDB), and recent keys are hits.
+        store.set_cache_bytes(64 * 1024).unwrap();
+        let key = |i: u32| format!("user{i:06}").into_bytes();
+        for chunk in (0..20_000u32).collect::<Vec<_>>().chunks(1000) {
+            let mut batch = store.batch();
+            batch
+                .write_family(CF_STATE, chunk.iter().map(|&i| (key(i), Some(i.to_le_bytes().to_vec()))))
+                .unwrap();
+            store.write(batch).unwrap();
+        }
+        assert!(store.cache_stats().unwrap().bytes <= 64 * 1024, "{:?}", store.cache_stats());
+        let keys: Vec<Vec<u8>> = (0..20_000).step_by(97).map(key).collect();
+        let values = store.multi_get(CF_STATE, &keys).unwrap();
+        for (i, value) in (0..20_000u32).step_by(97).zip(values) {
+            assert_eq!(value, Some(i.to_le_bytes().to_vec()));
+        }
+        let before = store.cache_stats().unwrap();
+        assert_eq!(store.get(CF_STATE, &key(19_999)).unwrap(), Some(19_999u32.to_le_bytes().to_vec()));
+        assert_eq!(store.cache_stats().unwrap().hits, before.hits + 1);
+        assert!(store.cache_stats().unwrap().bytes <= 64 * 1024);
+    }
 
     #[test]
     fn batches_are_atomic_and_survive_reopening() {
