@@ -174,16 +174,29 @@ impl Join {
         let keys = self.keys(&self.right_keys, right)?;
         let rows = rows_of(right)?;
         let (mut total, mut nulls) = self.totals(cx)?;
-        for (i, row) in rows.into_iter().enumerate() {
+        // The stored left rows of each key among the step's right rows, read once; the
+        // right rows change only their match counts, kept here as they change.
+        let mut lefts: HashMap<Vec<u8>, Vec<Entry>> = HashMap::new();
+        for key in keys.iter().flatten() {
+            if !lefts.contains_key(key) {
+                lefts.insert(key.clone(), self.arrangement(LEFT, key, cx)?);
+            }
+        }
+        let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
+            let entries = key.as_ref().map(|k| lefts[k].as_slice()).unwrap_or_default();
+            entries.iter().map(move |left| (left.row.as_slice(), row.as_slice()))
+        }))?;
+        let mut holds = holds.into_iter();
+        for (i, row) in rows.iter().enumerate() {
             let w = right.weights[i];
             total += w;
             let Some(key) = &keys[i] else {
                 nulls += w;
                 continue;
             };
-            self.add_to_arrangement(RIGHT, key, &row, w, None, cx)?;
-            for left in self.arrangement(LEFT, key, cx)? {
-                if !self.residual_holds(&left.row, &row)? {
+            self.add_to_arrangement(RIGHT, key, row, w, None, cx)?;
+            for left in lefts.get_mut(key).into_iter().flatten() {
+                if !holds.next().unwrap_or(false) {
                     continue;
                 }
                 let k = self.entry_key(LEFT, key, &left.row)?;
@@ -194,10 +207,11 @@ impl Join {
                     null_keyed: false,
                 });
                 if matches!(self.kind, JoinKind::Inner | JoinKind::LeftOuter) {
-                    out.push(concat(&left.row, &row), left.weight * w);
+                    out.push(concat(&left.row, row), left.weight * w);
                 }
+                left.matches += w;
                 let mut value = ByteWriter::default();
-                value.i64(left.weight).i64(left.matches + w);
+                value.i64(left.weight).i64(left.matches);
                 cx.put(CF_STATE, k, value.0);
             }
         }
@@ -216,20 +230,25 @@ impl Join {
     ) -> Result<()> {
         let keys = self.keys(&self.left_keys, left)?;
         let rows = rows_of(left)?;
-        let mut right_cache: HashMap<Vec<u8>, Vec<Entry>> = HashMap::new();
+        let mut rights: HashMap<Vec<u8>, Vec<Entry>> = HashMap::new();
+        for key in keys.iter().flatten() {
+            if !rights.contains_key(key) {
+                rights.insert(key.clone(), self.arrangement(RIGHT, key, cx)?);
+            }
+        }
+        let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
+            let entries = key.as_ref().map(|k| rights[k].as_slice()).unwrap_or_default();
+            entries.iter().map(move |right| (row.as_slice(), right.row.as_slice()))
+        }))?;
+        let mut holds = holds.into_iter();
         for (i, row) in rows.into_iter().enumerate() {
             let w = left.weights[i];
             let mut matches = 0;
-            if let Some(key) = &keys[i] {
-                if !right_cache.contains_key(key) {
-                    right_cache.insert(key.clone(), self.arrangement(RIGHT, key, cx)?);
-                }
-                for right in &right_cache[key] {
-                    if self.residual_holds(&row, &right.row)? {
-                        matches += right.weight;
-                        if matches!(self.kind, JoinKind::Inner | JoinKind::LeftOuter) {
-                            out.push(concat(&row, &right.row), w * right.weight);
-                        }
+            for right in keys[i].as_ref().and_then(|k| rights.get(k)).into_iter().flatten() {
+                if holds.next().unwrap_or(false) {
+                    matches += right.weight;
+                    if matches!(self.kind, JoinKind::Inner | JoinKind::LeftOuter) {
+                        out.push(concat(&row, &right.row), w * right.weight);
                     }
                 }
             }
@@ -254,15 +273,26 @@ impl Join {
         row
     }
 
-    fn residual_holds(&self, left: &[ScalarValue], right: &[ScalarValue]) -> Result<bool> {
-        let Some(residual) = &self.residual else { return Ok(true) };
-        let batch = rows_to_batch(&self.combined_schema, &[concat(left, right)])?;
+    /// Whether the residual condition holds for each (left row, right row) pair: the
+    /// step's pairs in one batch, evaluated once.
+    fn residual_holds<'r>(
+        &self,
+        pairs: impl Iterator<Item = (&'r [ScalarValue], &'r [ScalarValue])>,
+    ) -> Result<Vec<bool>> {
+        let Some(residual) = &self.residual else {
+            return Ok(pairs.map(|_| true).collect());
+        };
+        let rows: Vec<Vec<ScalarValue>> = pairs.map(|(left, right)| concat(left, right)).collect();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = rows_to_batch(&self.combined_schema, &rows)?;
         let value = residual.evaluate(&batch)?;
         let value = value
             .as_any()
             .downcast_ref::<BooleanArray>()
             .ok_or_else(|| Error::internal("residual is not boolean"))?;
-        Ok(value.is_valid(0) && value.value(0))
+        Ok((0..rows.len()).map(|i| value.is_valid(i) && value.value(i)).collect())
     }
 
     /// Each row's key bytes, or `None` when a key column is NULL and NULLs match nothing.
