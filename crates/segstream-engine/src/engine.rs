@@ -71,6 +71,8 @@ pub struct Engine {
     pub(crate) backfill_batch: usize,
     /// Told how backfills progress.
     pub(crate) progress: Option<ProgressReport>,
+    /// The segments in dependency order, and the catalog generation it was computed for.
+    pub(crate) segment_order_memo: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<String>>)>>,
 }
 
 impl Engine {
@@ -89,6 +91,7 @@ impl Engine {
             dataflows: BTreeMap::new(),
             backfill_batch: options.backfill_batch,
             progress: None,
+            segment_order_memo: std::sync::Mutex::new(None),
         };
         engine.reload_catalog()?;
         engine.migrate_event_keys()?;
@@ -303,7 +306,7 @@ impl Engine {
         next.insert(relation);
         let mut rebuilt = vec![name.clone()];
         if replacing {
-            for segment in self.segment_order() {
+            for segment in self.segment_order().iter().cloned() {
                 let Some(d) = self.catalog.get(&segment) else { continue };
                 if segment == name || !d.reads.iter().any(|r| rebuilt.contains(r)) {
                     continue;

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions,
+};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
@@ -236,13 +238,15 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
         let column = match given {
             // The "safe" cast: a value that does not convert becomes NULL, and is then
             // found below as a NULL that was not NULL in the input.
-            Some(given) => cast_with_options(given, field.data_type(), &CastOptions::default()).map_err(|e| {
-                Error::invalid_input(format!(
-                    "column `{}` cannot be read as {}: {e}",
-                    field.name(),
-                    sql_type_name(field.data_type())
-                ))
-            })?,
+            Some(given) => {
+                cast_with_options(given, field.data_type(), &CastOptions::default()).map_err(|e| {
+                    Error::invalid_input(format!(
+                        "column `{}` cannot be read as {}: {e}",
+                        field.name(),
+                        sql_type_name(field.data_type())
+                    ))
+                })?
+            }
             None => new_null_array(field.data_type(), n),
         };
         if column.null_count() > 0 {

@@ -44,7 +44,7 @@ impl Engine {
     /// before the backfill committed) is backfilled now.
     pub(crate) fn build_dataflows(&mut self) -> Result<()> {
         self.dataflows.clear();
-        for name in self.segment_order() {
+        for name in self.segment_order().iter().cloned() {
             match self.store.meta_u64(&log_key(&name))? {
                 Some(log_id) => {
                     if let Some(df) = self.dataflow_for(&name, log_id, &BTreeMap::new())? {
@@ -58,7 +58,25 @@ impl Engine {
     }
 
     /// Segments in an order where every segment comes after those it reads.
-    pub(crate) fn segment_order(&self) -> Vec<String> {
+    /// Segments in an order where each comes after the segments it reads. Every step
+    /// needs it; it is computed again only when the catalog has changed.
+    pub(crate) fn segment_order(&self) -> std::sync::Arc<Vec<String>> {
+        let generation = self.catalog.generation();
+        if let Ok(memo) = self.segment_order_memo.lock() {
+            if let Some((at, order)) = memo.as_ref() {
+                if *at == generation {
+                    return std::sync::Arc::clone(order);
+                }
+            }
+        }
+        let order = std::sync::Arc::new(self.compute_segment_order());
+        if let Ok(mut memo) = self.segment_order_memo.lock() {
+            *memo = Some((generation, std::sync::Arc::clone(&order)));
+        }
+        order
+    }
+
+    fn compute_segment_order(&self) -> Vec<String> {
         let mut order = Vec::new();
         let mut placed = std::collections::HashSet::new();
         let segments: Vec<_> = self.catalog.list(ObjectKind::Segment).map(|r| r.name.clone()).collect();
@@ -126,8 +144,8 @@ impl Engine {
         cx: &mut StepContext,
         erasing: Option<&str>,
     ) -> Result<()> {
-        for name in self.segment_order() {
-            let Some(df) = self.dataflows.get(&name) else { continue };
+        for name in self.segment_order().iter() {
+            let Some(df) = self.dataflows.get(name) else { continue };
             let timers = fired.get(&df.segment_id);
             let touched: HashMap<String, DeltaBatch> =
                 df.reads().iter().filter_map(|r| relations.get(r).map(|d| (r.clone(), d.clone()))).collect();

@@ -131,9 +131,7 @@ impl<'s> StepContext<'s> {
                 _ => break,
             }
         }
-        let written = self
-            .written_from(family, from)
-            .find_map(|(k, v)| v.map(|v| (k.to_vec(), v.to_vec())));
+        let written = self.written_from(family, from).find_map(|(k, v)| v.map(|v| (k.to_vec(), v.to_vec())));
         Ok(match (stored, written) {
             (Some(s), Some(w)) => Some(if w.0 <= s.0 { w } else { s }),
             (s, w) => s.or(w),
@@ -154,7 +152,8 @@ impl<'s> StepContext<'s> {
         appends.sort_by_key(|(family, _, _)| *family);
         let mut appends = appends.into_iter().peekable();
         while let Some(&(family, _, _)) = appends.peek() {
-            let group = std::iter::from_fn(|| appends.next_if(|a| a.0 == family).map(|(_, k, v)| (k, Some(v))));
+            let group =
+                std::iter::from_fn(|| appends.next_if(|a| a.0 == family).map(|(_, k, v)| (k, Some(v))));
             batch.write_family(family, group)?;
         }
         Ok(())

@@ -21,7 +21,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::{DFSchema, ScalarValue};
 use segstream_sql::temporal::{TimeBound, TimeBoundKind};
-use segstream_state::codec::{decode_instant, decode_row, encode_instant, encode_row, rows_to_batch, ByteReader, ByteWriter};
+use segstream_state::codec::{
+    decode_instant, encode_instant, encode_row, encoded_rows_to_batch, ByteReader, ByteWriter,
+};
 use segstream_state::CF_TIMERS;
 use segstream_types::{DeltaBatch, Error, Result};
 
@@ -147,8 +149,7 @@ impl TemporalFilter {
 
     /// The rows of fired timers as a delta of this operator's output.
     pub fn fired(&self, timers: &[&DueTimer]) -> Result<DeltaBatch> {
-        let rows = timers.iter().map(|t| decode_row(&self.schema, &t.row)).collect::<Result<Vec<_>>>()?;
-        let batch = rows_to_batch(&self.schema, &rows)?;
+        let batch = encoded_rows_to_batch(&self.schema, timers.iter().map(|t| t.row.as_slice()))?;
         DeltaBatch::new(batch, timers.iter().map(|t| t.weight).collect())
     }
 }
@@ -299,6 +300,7 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::common::Column;
     use datafusion::logical_expr::Expr;
+    use segstream_state::codec::rows_to_batch;
     use segstream_state::Store;
     use segstream_types::Timestamp;
 

@@ -45,7 +45,13 @@ impl Relation {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     relations: BTreeMap<String, Relation>,
+    /// Changes with every insert and removal, unique across all catalogs (clones
+    /// included): what is derived from a catalog can be kept while this is unchanged.
+    generation: u64,
 }
+
+/// Where catalog generations come from.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Catalog {
     pub fn new() -> Self {
@@ -204,10 +210,17 @@ impl Catalog {
     /// Adds or replaces a relation.
     pub fn insert(&mut self, relation: Relation) {
         self.relations.insert(relation.name.clone(), relation);
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Relation> {
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.relations.remove(name)
+    }
+
+    /// This catalog's state: equal generations mean the same relations.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The error for a name that is taken by another kind of object, or by the same kind

@@ -11,10 +11,10 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder,
     Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder,
 };
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::datatypes::{
     Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, TimestampNanosecondType,
 };
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use segstream_types::{Error, Result};
 
@@ -393,9 +393,8 @@ impl ColumnBuilder {
 pub fn rows_to_batch(schema: &SchemaRef, rows: &[Vec<ScalarValue>]) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
-        let typed = ColumnBuilder::new(field.data_type(), rows.len()).and_then(|mut builder| {
-            rows.iter().all(|r| builder.push(&r[i])).then(|| builder.finish())
-        });
+        let typed = ColumnBuilder::new(field.data_type(), rows.len())
+            .and_then(|mut builder| rows.iter().all(|r| builder.push(&r[i])).then(|| builder.finish()));
         let array = match typed {
             Some(array) => array,
             None if rows.is_empty() => datafusion::arrow::array::new_empty_array(field.data_type()),

@@ -22,8 +22,8 @@
 pub mod codec;
 mod read_cache;
 
-pub use read_cache::{CacheStats, DEFAULT_CACHE_BYTES};
 use read_cache::ReadCache;
+pub use read_cache::{CacheStats, DEFAULT_CACHE_BYTES};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,6 +99,17 @@ pub const MAX_TOTAL_WAL_BYTES: u64 = 64 * 1024 * 1024;
 
 fn storage(e: rocksdb::Error) -> Error {
     Error::storage(e.into_string())
+}
+
+/// Read options for an iterator that stops before `upper` (excluded). Without the bound
+/// a seek into a range with no live key walks every deleted key after it (join
+/// arrangements and timers leave many) until it finds a live one, however far away.
+fn bounded(upper: Option<Vec<u8>>) -> rocksdb::ReadOptions {
+    let mut options = rocksdb::ReadOptions::default();
+    if let Some(upper) = upper {
+        options.set_iterate_upper_bound(upper);
+    }
+    options
 }
 
 fn family<'d>(db: &'d DB, name: &str) -> Result<&'d rocksdb::ColumnFamily> {
@@ -189,8 +200,9 @@ impl Handle {
                 Ok(())
             }
             Err(e) => {
-                *db = DB::open_cf_descriptors_read_only(&db_options(), &self.path, family_descriptors(), false)
-                    .ok();
+                *db =
+                    DB::open_cf_descriptors_read_only(&db_options(), &self.path, family_descriptors(), false)
+                        .ok();
                 let reason = format!("writes are refused until the data directory can be reopened: {e}");
                 *last = Some((Instant::now(), reason.clone()));
                 Err(Error::storage(reason))
@@ -279,8 +291,11 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.with_db(|db| {
             let mut out = Vec::new();
-            let iter =
-                db.iterator_cf(family(db, family_name)?, IteratorMode::From(start, Direction::Forward));
+            let iter = db.iterator_cf_opt(
+                family(db, family_name)?,
+                bounded(codec::prefix_end(prefix)),
+                IteratorMode::From(start, Direction::Forward),
+            );
             for item in iter {
                 if out.len() >= limit {
                     break;
@@ -306,8 +321,11 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.with_db(|db| {
             let mut out = Vec::new();
-            let iter =
-                db.iterator_cf(family(db, family_name)?, IteratorMode::From(start, Direction::Forward));
+            let iter = db.iterator_cf_opt(
+                family(db, family_name)?,
+                bounded(end.map(<[u8]>::to_vec)),
+                IteratorMode::From(start, Direction::Forward),
+            );
             for item in iter {
                 if out.len() >= limit {
                     break;
@@ -595,10 +613,10 @@ mod tests {
         assert_eq!((after.hits - before.hits, after.misses - before.misses), (2, 1));
         // Overwrites, deletions and range deletes are seen at once.
         put(b"k1", Some(b"uno"));
-        assert_eq!(store.multi_get(CF_STATE, &[b"k1".to_vec(), b"nope".to_vec()]).unwrap(), vec![
-            Some(b"uno".to_vec()),
-            None
-        ]);
+        assert_eq!(
+            store.multi_get(CF_STATE, &[b"k1".to_vec(), b"nope".to_vec()]).unwrap(),
+            vec![Some(b"uno".to_vec()), None]
+        );
         put(b"k1", None);
         assert_eq!(store.get(CF_STATE, b"k1").unwrap(), None);
         put(b"k2", Some(b"two"));
