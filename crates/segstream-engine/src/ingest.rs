@@ -8,7 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions,
 };
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::compute::filter;
 use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -276,22 +276,29 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
             )));
         }
     }
-    let rows = RecordBatch::try_new_with_options(
-        Arc::clone(&relation.schema),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(n)),
-    )
-    .map_err(|e| Error::internal(e.to_string()))?;
     let rejected: Vec<RejectedRow> = reasons
         .iter()
         .enumerate()
         .filter_map(|(index, reason)| reason.clone().map(|reason| RejectedRow { index, reason }))
         .collect();
-    if rejected.is_empty() {
-        return Ok((rows, rejected));
+    // The rejected rows leave before the batch is built: a NOT NULL column may hold a
+    // NULL only in a rejected row.
+    let mut kept = n;
+    if !rejected.is_empty() {
+        let keep: BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
+        columns = columns
+            .iter()
+            .map(|c| filter(c, &keep))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        kept = n - rejected.len();
     }
-    let keep: BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
-    let rows = filter_record_batch(&rows, &keep).map_err(|e| Error::internal(e.to_string()))?;
+    let rows = RecordBatch::try_new_with_options(
+        Arc::clone(&relation.schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(kept)),
+    )
+    .map_err(|e| Error::internal(e.to_string()))?;
     Ok((rows, rejected))
 }
 

@@ -111,6 +111,10 @@ impl DeltaBatch {
         if self.is_empty() {
             return Ok(self);
         }
+        // One row has nothing to merge with (steps fired by one timer are often this).
+        if self.len() == 1 {
+            return Ok(if self.weights[0] == 0 { Self::empty(self.rows.schema()) } else { self });
+        }
         let fields =
             self.rows.schema().fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
         let converter = RowConverter::new(fields).map_err(arrow)?;
@@ -165,6 +169,8 @@ mod tests {
         let keys = d.rows.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(keys.value(0), "a");
         assert_eq!(keys.value(1), "c");
+        assert!(batch(&["a"], &[1], vec![0]).consolidate().unwrap().is_empty());
+        assert_eq!(batch(&["a"], &[1], vec![-2]).consolidate().unwrap().weights, vec![-2]);
     }
 
     #[test]
