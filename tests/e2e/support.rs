@@ -11,9 +11,16 @@ pub fn repo_root() -> PathBuf {
 /// lives as long as the returned guard. Backfills run in batches of three rows, so every
 /// segment created over history is backfilled across many batches.
 pub fn fresh_engine() -> (Engine, tempfile::TempDir) {
+    fresh_engine_with(|options| options)
+}
+
+/// [`fresh_engine`] with options changed by `configure`.
+pub fn fresh_engine_with(
+    configure: impl FnOnce(EngineOptions) -> EngineOptions,
+) -> (Engine, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let engine =
-        Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("engine opens");
+    let engine = Engine::open(configure(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)))
+        .expect("engine opens");
     (engine, dir)
 }
 

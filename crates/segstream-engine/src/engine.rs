@@ -23,6 +23,9 @@ pub struct EngineOptions {
     /// Group commit: steps are written atomically but not synced one by one; whoever
     /// acknowledges them first makes them durable with [`Engine::wal_syncer`].
     pub group_commit: bool,
+    /// Bytes of hot operator state kept in memory in front of RocksDB (see
+    /// `segstream_state::CacheStats`); colder state is read back when touched.
+    pub state_cache_bytes: usize,
 }
 
 impl EngineOptions {
@@ -32,7 +35,13 @@ impl EngineOptions {
             clock: ClockMode::default(),
             backfill_batch: 50_000,
             group_commit: false,
+            state_cache_bytes: segstream_state::DEFAULT_CACHE_BYTES,
         }
+    }
+
+    pub fn with_state_cache_bytes(mut self, bytes: usize) -> Self {
+        self.state_cache_bytes = bytes;
+        self
     }
 
     pub fn with_group_commit(mut self, on: bool) -> Self {
@@ -80,6 +89,9 @@ impl Engine {
     pub fn open(options: EngineOptions) -> Result<Self> {
         let mut store = Store::open(&options.data_dir)?;
         store.set_sync_writes(!options.group_commit);
+        if options.state_cache_bytes != segstream_state::DEFAULT_CACHE_BYTES {
+            store.set_cache_bytes(options.state_cache_bytes)?;
+        }
         let manual = Timestamp(store.meta_i64(META_CLOCK)?.unwrap_or(0));
         let next_id = store.meta_u64(META_NEXT_ID)?.unwrap_or(1);
         let mut engine = Self {
@@ -159,6 +171,11 @@ impl Engine {
     /// and tests, not for a hot path.
     pub fn state_keys(&self) -> Result<Vec<(&'static str, u64)>> {
         Store::families().iter().map(|f| Ok((*f, self.store.count_keys(f)?))).collect()
+    }
+
+    /// What the hot-state cache holds, and its hits and misses since the engine opened.
+    pub fn state_cache_stats(&self) -> Result<segstream_state::CacheStats> {
+        self.store.cache_stats()
     }
 
     /// Compacts the store now, so what was deleted no longer takes disk space.

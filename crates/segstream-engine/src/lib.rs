@@ -27,3 +27,4 @@ pub use lookup::{ChangeLogReader, MemberRecord};
 pub use maintain::{BackfillProgress, ChangeRecord};
 pub use output::Output;
 pub use segstream_ops::ChangeKind;
+pub use segstream_state::{CacheStats, DEFAULT_CACHE_BYTES as DEFAULT_STATE_CACHE_BYTES};

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// How often events past their stream's retention are deleted and the change logs
     /// trimmed to `change_log_retention`.
     pub retention_interval: Duration,
+    /// Bytes of hot operator state kept in memory in front of RocksDB.
+    pub state_cache_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +83,7 @@ impl ServerConfig {
             change_log_retention: ChangeLogRetention::default(),
             idempotency_window: Duration::from_secs(24 * 3600),
             retention_interval: Duration::from_secs(1),
+            state_cache_bytes: segstream_engine::DEFAULT_STATE_CACHE_BYTES,
         }
     }
 }
@@ -114,7 +117,10 @@ pub async fn serve(
     on_listening: impl FnOnce(Listening),
 ) -> Result<(), ServerError> {
     let engine = Engine::open(
-        EngineOptions::new(&config.data_dir).with_clock(config.clock).with_group_commit(config.group_commit),
+        EngineOptions::new(&config.data_dir)
+            .with_clock(config.clock)
+            .with_group_commit(config.group_commit)
+            .with_state_cache_bytes(config.state_cache_bytes),
     )?;
     let shared = Shared::new(engine);
 

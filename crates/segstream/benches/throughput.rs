@@ -105,6 +105,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rate = events as f64 / elapsed;
     let changes = engine.change_records().map(|r| r.len()).unwrap_or(0);
+    let cache = engine.state_cache_stats().expect("cache stats");
     drop(engine);
     let disk = dir_bytes(dir.path());
     // Recovery: reopen the data directory as a restart after a crash would (the memtable
@@ -132,6 +133,14 @@ fn main() {
         cpu / elapsed,
         peak_rss_bytes() as f64 / (1024.0 * 1024.0),
         disk as f64 / users as f64
+    );
+    println!(
+        "hot-state cache: {} entries, {:.1} MiB, {} hits and {} misses ({:.1}% hits)",
+        cache.entries,
+        cache.bytes as f64 / (1024.0 * 1024.0),
+        cache.hits,
+        cache.misses,
+        100.0 * cache.hits as f64 / (cache.hits + cache.misses).max(1) as f64
     );
     println!(
         "recovery: write-ahead log {:.1} MiB; reopened in {:.0} ms, first lookup answered after {:.0} ms \

@@ -114,6 +114,11 @@ The API: docs/grpc-api.md.")]
         /// within it is applied once, e.g. `24h`, `7d`.
         #[arg(long, value_parser = parse_age, value_name = "AGE", default_value = "24h")]
         idempotency_window: std::time::Duration,
+
+        /// Memory for hot operator state in front of RocksDB, in MiB: per-user state touched
+        /// again within it is not read from disk. Colder state is read back when touched.
+        #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+        state_cache_mib: u64,
     },
 
     /// Load a file of rows (NDJSON, CSV or Parquet) into a stream or table.
@@ -331,6 +336,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             change_log_max_age,
             change_log_max_changes,
             idempotency_window,
+            state_cache_mib,
         } => {
             let mut config = segstream_server::ServerConfig::new(&cli.data_dir);
             config.clock = cli.clock;
@@ -353,6 +359,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
                 max_changes: change_log_max_changes,
             };
             config.idempotency_window = idempotency_window;
+            config.state_cache_bytes = (state_cache_mib * 1024 * 1024) as usize;
             let secured = config.token.is_some();
             let tls = config.tls.is_some();
             segstream_server::serve(config, shutdown_signal(), |listening| {
