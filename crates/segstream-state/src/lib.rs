@@ -289,25 +289,12 @@ impl Store {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.with_db(|db| {
-            let mut out = Vec::new();
-            let iter = db.iterator_cf_opt(
-                family(db, family_name)?,
-                bounded(codec::prefix_end(prefix)),
-                IteratorMode::From(start, Direction::Forward),
-            );
-            for item in iter {
-                if out.len() >= limit {
-                    break;
-                }
-                let (key, value) = item.map_err(storage)?;
-                if !key.starts_with(prefix) {
-                    break;
-                }
-                out.push((key.into_vec(), value.into_vec()));
-            }
-            Ok(out)
-        })
+        let mut out = self.scan_between(family_name, start, codec::prefix_end(prefix).as_deref(), limit)?;
+        // A start before the prefix: the scan stops at the first key outside it.
+        if let Some(outside) = out.iter().position(|(key, _)| !key.starts_with(prefix)) {
+            out.truncate(outside);
+        }
+        Ok(out)
     }
 
     /// At most `limit` keys and values from `start` (included) to `end` (excluded, or
