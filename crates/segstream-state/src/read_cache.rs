@@ -3,11 +3,12 @@
 //! searched for in RocksDB again (a memtable search or a block read costs microseconds;
 //! a hash look-up here, tens of nanoseconds).
 //!
-//! Bounded: entries live in two generations. New and re-used entries go into the young
-//! one; when it passes half the budget, the old generation is dropped and the young one
-//! becomes old. A key read or written within the last half budget's worth of entries is
-//! therefore always in memory, and memory never exceeds the budget (plus the map's own
-//! overhead, which the byte count estimates). This is an approximate LRU with no
+//! Bounded: each family has a fixed share of the budget, and its entries live in two
+//! generations. New and re-used entries go into the young one; when it passes half the
+//! family's share, the old generation is dropped and the young one becomes old. A key read
+//! or written within the last half share's worth of entries is therefore always in memory,
+//! and memory never exceeds the budget (the byte count includes an estimate of each entry's
+//! overhead). This is an approximate LRU with no
 //! bookkeeping on a hit beyond moving an old entry to the young generation. Keys that
 //! fell out are read back from RocksDB, in one MultiGet per operator and step.
 //!
