@@ -176,12 +176,7 @@ impl Join {
         let (mut total, mut nulls) = self.totals(cx)?;
         // The stored left rows of each key among the step's right rows, read once; the
         // right rows change only their match counts, kept here as they change.
-        let mut lefts: HashMap<Vec<u8>, Vec<Entry>> = HashMap::new();
-        for key in keys.iter().flatten() {
-            if !lefts.contains_key(key) {
-                lefts.insert(key.clone(), self.arrangement(LEFT, key, cx)?);
-            }
-        }
+        let mut lefts = self.arrangements(LEFT, &keys, cx)?;
         let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
             let entries = key.as_ref().map(|k| lefts[k].as_slice()).unwrap_or_default();
             entries.iter().map(move |left| (left.row.as_slice(), row.as_slice()))
@@ -230,12 +225,7 @@ impl Join {
     ) -> Result<()> {
         let keys = self.keys(&self.left_keys, left)?;
         let rows = rows_of(left)?;
-        let mut rights: HashMap<Vec<u8>, Vec<Entry>> = HashMap::new();
-        for key in keys.iter().flatten() {
-            if !rights.contains_key(key) {
-                rights.insert(key.clone(), self.arrangement(RIGHT, key, cx)?);
-            }
-        }
+        let rights = self.arrangements(RIGHT, &keys, cx)?;
         let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
             let entries = key.as_ref().map(|k| rights[k].as_slice()).unwrap_or_default();
             entries.iter().map(move |right| (row.as_slice(), right.row.as_slice()))
@@ -375,6 +365,23 @@ impl Join {
             .into_iter()
             .map(|(k, v)| decode_entry_at(&k, prefix.len(), &v, schema))
             .collect()
+    }
+
+    /// The rows stored on one side under each of `keys` (NULL keys skipped), each key
+    /// read once.
+    fn arrangements(
+        &self,
+        side: u8,
+        keys: &[Option<Vec<u8>>],
+        cx: &StepContext,
+    ) -> Result<HashMap<Vec<u8>, Vec<Entry>>> {
+        let mut out = HashMap::new();
+        for key in keys.iter().flatten() {
+            if !out.contains_key(key) {
+                out.insert(key.clone(), self.arrangement(side, key, cx)?);
+            }
+        }
+        Ok(out)
     }
 
     /// A left entry found by scanning the whole left side.
