@@ -57,7 +57,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Segments in an order where every segment comes after those it reads.
     /// Segments in an order where each comes after the segments it reads. Every step
     /// needs it; it is computed again only when the catalog has changed.
     pub(crate) fn segment_order(&self) -> std::sync::Arc<Vec<String>> {

@@ -16,7 +16,7 @@ use segstream_sql::ast::{Name, ObjectKind, StatementKind};
 use segstream_sql::parse_statement;
 use segstream_sql::parser::normalize;
 use segstream_state::codec::{
-    decode_row, encode_batch_rows, encode_instant, encode_key, encode_row, rows_to_batch,
+    decode_row, encode_batch_rows, encode_instant, encode_key, encode_row, row_values, rows_to_batch,
 };
 use segstream_state::{CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
@@ -231,12 +231,7 @@ impl Engine {
                 let mut delta_rows: Vec<Vec<ScalarValue>> = Vec::with_capacity(rows.num_rows());
                 let mut weights = Vec::with_capacity(rows.num_rows());
                 for i in 0..rows.num_rows() {
-                    let row = rows
-                        .columns()
-                        .iter()
-                        .map(|c| ScalarValue::try_from_array(c, i))
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .map_err(|e| Error::internal(e.to_string()))?;
+                    let row = row_values(&rows, i)?;
                     let mut key = id.to_be_bytes().to_vec();
                     encode_key(&row[key_index], &mut key)?;
                     if let Some(old) = cx.get(CF_ROWS, &key)? {

@@ -18,8 +18,8 @@ pub struct StepContext<'s> {
     store: &'s Store,
     /// Per family: a handful of families, so a short list beats hashing the name.
     writes: Vec<(&'static str, Writes)>,
-    /// Puts of fresh keys no one reads back within the step (a stream's new events,
-    /// keyed by their arrival number): kept out of the ordered map, which is per-row
+    /// Puts of fresh keys no one reads back within the step (a stream's new events, whose
+    /// keys end with their arrival number): kept out of the ordered map, which is per-row
     /// work they do not need.
     appends: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
 }
@@ -115,27 +115,6 @@ impl<'s> StepContext<'s> {
             merged.insert(key.clone(), value.clone());
         }
         Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
-    }
-
-    /// The first key at or after `from` and its value, this step's writes included
-    /// (and its deletions skipped).
-    pub fn first_from(&self, family: &'static str, from: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let mut stored = self.store.first_from(family, from)?;
-        while let Some((key, _)) = &stored {
-            match self.written(family, key) {
-                Some(None) => {
-                    let mut next = key.clone();
-                    next.push(0);
-                    stored = self.store.first_from(family, &next)?;
-                }
-                _ => break,
-            }
-        }
-        let written = self.written_from(family, from).find_map(|(k, v)| v.map(|v| (k.to_vec(), v.to_vec())));
-        Ok(match (stored, written) {
-            (Some(s), Some(w)) => Some(if w.0 <= s.0 { w } else { s }),
-            (s, w) => s.or(w),
-        })
     }
 
     pub fn has_writes(&self) -> bool {

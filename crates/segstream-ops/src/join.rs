@@ -25,7 +25,7 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::Expr;
 use segstream_sql::plan::JoinKind;
 use segstream_state::codec::{
-    decode_row, encode_row, encode_sortable, rows_to_batch, ByteReader, ByteWriter,
+    decode_row, encode_row, encode_sortable, row_values, rows_to_batch, ByteReader, ByteWriter,
 };
 use segstream_state::CF_STATE;
 use segstream_types::{DeltaBatch, Error, Result};
@@ -442,17 +442,7 @@ fn concat(left: &[ScalarValue], right: &[ScalarValue]) -> Vec<ScalarValue> {
 }
 
 fn rows_of(delta: &DeltaBatch) -> Result<Vec<Vec<ScalarValue>>> {
-    (0..delta.len())
-        .map(|i| {
-            delta
-                .rows
-                .columns()
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, i))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::internal(e.to_string()))
-        })
-        .collect()
+    (0..delta.len()).map(|i| row_values(&delta.rows, i)).collect()
 }
 
 /// Whether NOT IN can be true at all, from the right side's (total, NULL-key) counts.

@@ -14,9 +14,9 @@ use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use segstream_state::codec::{decode_row, encode_key, encode_row, ByteReader, ByteWriter};
+use segstream_state::codec::{decode_row, encode_key, encode_row, row_values, ByteReader, ByteWriter};
 use segstream_state::CF_MEMBERS;
-use segstream_types::{DeltaBatch, Error, Result};
+use segstream_types::{DeltaBatch, Result};
 
 use crate::context::StepContext;
 
@@ -98,13 +98,7 @@ impl MembershipSink {
         let mut keys: Vec<(Vec<u8>, WeightedRows)> = Vec::new();
         let mut slot: HashMap<Vec<u8>, usize> = HashMap::new();
         for i in 0..input.len() {
-            let row = input
-                .rows
-                .columns()
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, i))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::internal(e.to_string()))?;
+            let row = row_values(&input.rows, i)?;
             let mut key = self.prefix.clone();
             encode_key(&row[0], &mut key)?;
             let s = *slot.entry(key.clone()).or_insert_with(|| {

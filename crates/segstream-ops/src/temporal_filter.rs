@@ -19,10 +19,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, TimestampNanosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::DFSchema;
 use segstream_sql::temporal::{TimeBound, TimeBoundKind};
 use segstream_state::codec::{
-    decode_instant, encode_instant, encode_row, encoded_rows_to_batch, ByteReader, ByteWriter,
+    decode_instant, encode_instant, encode_row, encoded_rows_to_batch, row_values, ByteReader, ByteWriter,
 };
 use segstream_state::CF_TIMERS;
 use segstream_types::{DeltaBatch, Error, Result};
@@ -118,7 +118,7 @@ impl TemporalFilter {
             let visible = from <= now;
             keep.push(visible);
             if !visible || until != i64::MAX {
-                let row = encode_row(&row_values(&input, i)?)?;
+                let row = encode_row(&row_values(&input.rows, i)?)?;
                 if !visible {
                     add(from, &row, w);
                 }
@@ -154,36 +154,11 @@ impl TemporalFilter {
     }
 }
 
-fn row_values(input: &DeltaBatch, row: usize) -> Result<Vec<ScalarValue>> {
-    input
-        .rows
-        .columns()
-        .iter()
-        .map(|c| ScalarValue::try_from_array(c, row))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(e.to_string()))
-}
-
-/// The earliest instant at or after `from` that a timer is set for, this step's writes
-/// included.
-pub fn next_timer_instant(cx: &StepContext, from: i64) -> Result<Option<i64>> {
-    match cx.first_from(CF_TIMERS, &encode_instant(from))? {
-        Some((key, _)) => Ok(Some(decode_instant(&key)?)),
-        None => Ok(None),
-    }
-}
-
-/// Every timer set for exactly `instant`.
-pub fn due_timers(cx: &StepContext, instant: i64) -> Result<Vec<DueTimer>> {
-    let prefix = encode_instant(instant);
-    cx.scan_prefix(CF_TIMERS, &prefix)?.into_iter().map(|(key, value)| due_timer(key, &value)).collect()
-}
-
 /// The timers due up to an instant, for a clock advance that fires them one instant
 /// after another. The store is read once per page of timers, not once per instant: an
 /// advance over many rows' expiries would otherwise open an iterator for each. What the
 /// step itself writes while earlier instants fire (timers set, changed or cancelled) is
-/// overlaid, as [`next_timer_instant`] and [`due_timers`] do.
+/// overlaid.
 pub struct TimerScan {
     /// A page of stored timers in key order, and how far the scan has consumed it.
     stored: Vec<(Vec<u8>, Vec<u8>)>,
@@ -299,6 +274,7 @@ mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::common::Column;
+    use datafusion::common::ScalarValue;
     use datafusion::logical_expr::Expr;
     use segstream_state::codec::rows_to_batch;
     use segstream_state::Store;
@@ -336,6 +312,10 @@ mod tests {
                 rows_to_batch(&arrow, &[vec![ScalarValue::TimestampNanosecond(Some(0), None)]]).unwrap();
             DeltaBatch::new(batch, weights).unwrap()
         };
+        // The next instant with a live timer from `from` on, and the timers due at `at`.
+        let next_timer_instant =
+            |cx: &StepContext, from: i64| TimerScan::new(cx, from, i64::MAX)?.next_instant(cx, from);
+        let due_timers = |cx: &StepContext, at: i64| TimerScan::new(cx, at, at)?.due(cx, at);
         let mut cx = StepContext::new(&store, Timestamp(0));
         assert!(filter.step(rows(vec![1]), &mut cx).unwrap().is_empty(), "not visible yet");
         assert_eq!(next_timer_instant(&cx, 1).unwrap(), Some(HOUR));

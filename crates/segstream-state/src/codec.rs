@@ -389,6 +389,16 @@ impl ColumnBuilder {
     }
 }
 
+/// Row `row` of a batch as values: what operators that work one row at a time use.
+pub fn row_values(batch: &RecordBatch, row: usize) -> Result<Vec<ScalarValue>> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, row))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(e.to_string()))
+}
+
 /// Builds a batch from decoded rows.
 pub fn rows_to_batch(schema: &SchemaRef, rows: &[Vec<ScalarValue>]) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
