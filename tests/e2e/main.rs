@@ -15,4 +15,5 @@ mod restart;
 mod state_over_time;
 mod storage_fault;
 mod support;
+mod timer_passes;
 mod workload;

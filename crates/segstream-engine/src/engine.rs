@@ -26,6 +26,11 @@ pub struct EngineOptions {
     /// Bytes of hot operator state kept in memory in front of RocksDB (see
     /// `segstream_state::CacheStats`); colder state is read back when touched.
     pub state_cache_bytes: usize,
+    /// A clock advance fires the timers of different members together, each at its own
+    /// instant, in passes (see `Engine::advance_clock`). Off, every instant with a due
+    /// timer is a step of its own: the same change log, more slowly; kept as the
+    /// reference the passes are tested against.
+    pub timer_passes: bool,
 }
 
 impl EngineOptions {
@@ -36,7 +41,13 @@ impl EngineOptions {
             backfill_batch: 50_000,
             group_commit: false,
             state_cache_bytes: segstream_state::DEFAULT_CACHE_BYTES,
+            timer_passes: true,
         }
+    }
+
+    pub fn with_timer_passes(mut self, on: bool) -> Self {
+        self.timer_passes = on;
+        self
     }
 
     pub fn with_state_cache_bytes(mut self, bytes: usize) -> Self {
@@ -82,6 +93,20 @@ pub struct Engine {
     pub(crate) progress: Option<ProgressReport>,
     /// The segments in dependency order, and the catalog generation it was computed for.
     pub(crate) segment_order_memo: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<String>>)>>,
+    pub(crate) timer_passes: bool,
+    pub(crate) timer_pass_stats: TimerPassStats,
+}
+
+/// How clock advances have fired timers since the engine opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerPassStats {
+    /// Steps that fired timers.
+    pub passes: u64,
+    /// Distinct instants whose timers fired (one step each without passes).
+    pub instants: u64,
+    /// Passes taken back and run again shorter, because they set a timer inside their
+    /// own span.
+    pub retried: u64,
 }
 
 impl Engine {
@@ -104,6 +129,8 @@ impl Engine {
             backfill_batch: options.backfill_batch,
             progress: None,
             segment_order_memo: std::sync::Mutex::new(None),
+            timer_passes: options.timer_passes,
+            timer_pass_stats: TimerPassStats::default(),
         };
         engine.reload_catalog()?;
         engine.migrate_event_keys()?;
@@ -176,6 +203,11 @@ impl Engine {
     /// What the hot-state cache holds, and its hits and misses since the engine opened.
     pub fn state_cache_stats(&self) -> Result<segstream_state::CacheStats> {
         self.store.cache_stats()
+    }
+
+    /// How clock advances have fired timers since the engine opened.
+    pub fn timer_pass_stats(&self) -> TimerPassStats {
+        self.timer_pass_stats
     }
 
     /// Compacts the store now, so what was deleted no longer takes disk space.

@@ -20,7 +20,7 @@ mod stream_retention;
 
 pub use change_log_retention::ChangeLogRetention;
 pub use clock::ClockMode;
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Engine, EngineOptions, TimerPassStats};
 pub use forget::ForgetReport;
 pub use ingest::{IngestReport, IngestRows, RejectedRow};
 pub use lookup::{ChangeLogReader, MemberRecord};

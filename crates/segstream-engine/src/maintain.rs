@@ -11,7 +11,7 @@ use segstream_ops::membership::members;
 use segstream_ops::temporal_filter::{DueTimer, TimerScan};
 use segstream_ops::{ChangeKind, MemberChange, SegmentDataflow, StepContext, StepInput};
 use segstream_sql::ast::ObjectKind;
-use segstream_state::codec::{rows_to_batch, ByteWriter};
+use segstream_state::codec::{decode_instant, encode_instant, rows_to_batch, ByteWriter};
 use segstream_state::{CF_CATALOG, CF_CHANGES, CF_MEMBERS, CF_META, CF_STATE, CF_TIMERS};
 use segstream_types::{DeltaBatch, Error, Result, Timestamp};
 
@@ -178,18 +178,25 @@ impl Engine {
             }
             None => 0,
         };
+        // Each change at its member's instant (in a pass over several instants they
+        // differ), logged in instant order.
+        let mut stamped = Vec::with_capacity(changes.len());
         for change in changes {
-            seq += 1;
             let row = change
                 .new
                 .as_ref()
                 .or(change.old.as_ref())
                 .ok_or_else(|| Error::internal("a change without a row"))?;
+            stamped.push((cx.instant_of(&row[0])?, row, change));
+        }
+        stamped.sort_by_key(|(at, _, _)| *at);
+        for (at, row, change) in stamped {
+            seq += 1;
             let key = key_text(&row[0]);
             let erased = change.kind == ChangeKind::Exited && erasing == Some(key.as_str());
             let record = encode_change(
                 change.kind,
-                cx.now,
+                at,
                 &key,
                 &attributes_json(schema, change.new.as_ref()),
                 if erased { REASON_ERASED } else { "" },
@@ -344,37 +351,51 @@ impl Engine {
         self.advance_clock_to(target)
     }
 
-    /// Moves the clock to `target`, firing every timer due on the way one instant at a
-    /// time, each instant its own step stamped with that instant. The steps share one
-    /// write batch (one WAL sync); what they log is the same as if each were committed
-    /// alone.
+    /// Moves the clock to `target`, firing every timer due on the way, in instant order.
+    ///
+    /// Timers fire in passes. A pass takes the due instants one after another as long as
+    /// no member key comes up at two of them, and runs them as one step in which each key
+    /// is at its own instant (`StepContext::set_key_instants`): in a segment that keeps
+    /// keys apart, that is what one step per instant would do, with a step's fixed cost
+    /// paid once. A timer of a segment that mixes keys (or is read by one that does) runs
+    /// alone, one instant per step, as before.
+    ///
+    /// A pass may set new timers inside its own span (a row processed at 10:00 that now
+    /// enters at 10:01, while the pass also covers 10:02). Those would fire out of order,
+    /// so the pass is taken back to a savepoint and run again without the instants from
+    /// the earliest such timer on. The change log is therefore the same as instant by
+    /// instant: in `at` order, each change stamped with its own instant. All passes share
+    /// one write batch (one WAL sync).
     pub(crate) fn advance_clock_to(&mut self, target: Timestamp) -> Result<()> {
         if target < self.clock.manual {
             return Ok(()); // the clock never goes backwards (a wall clock stepping back waits)
         }
         let mut cx = StepContext::new(&self.store, target);
-        let mut clock = self.clock.manual;
+        let clock = self.clock.manual;
+        let in_passes = self.segments_firing_in_passes();
         // Timers are only ever set after the instant of the step that sets them, so the
         // next due one is after the last instant processed.
         let mut from = clock.nanos().saturating_add(1);
         let mut timers = TimerScan::new(&cx, from, target.nanos())?;
-        while let Some(next) = timers.next_instant(&cx, from)? {
-            let instant = Timestamp(next.max(clock.nanos()));
-            cx.now = instant;
-            let due = timers.due(&cx, next)?;
-            let mut fired: HashMap<u64, HashMap<u32, Vec<&DueTimer>>> = HashMap::new();
-            for timer in &due {
-                fired.entry(timer.segment).or_default().entry(timer.node).or_default().push(timer);
+        let mut stats = self.timer_pass_stats;
+        loop {
+            let mut pass = gather_pass(&mut timers, &cx, from, &in_passes)?;
+            let Some(&(first, _)) = pass.instants.first() else { break };
+            while let Some(early) = self.run_pass(&pass, clock, &mut cx)? {
+                // A timer set inside the pass's span: run it again, ending before it.
+                cx.rollback();
+                let keep = pass.instants.partition_point(|(instant, _)| *instant < early);
+                timers.rewind(&cx, pass.instants[keep].0)?;
+                pass.truncate(keep);
+                stats.retried += 1;
             }
-            for timer in &due {
-                cx.delete(CF_TIMERS, timer.key.clone());
-            }
-            self.propagate(HashMap::new(), &fired, &mut cx, None)?;
-            clock = instant;
-            from = next.saturating_add(1);
+            stats.passes += 1;
+            stats.instants += pass.instants.len() as u64;
+            from = pass.instants.last().map_or(first, |(last, _)| *last).saturating_add(1);
         }
         // The manual clock is state; the wall clock is only written when timers fired
         // (so a restart never moves it back before what was logged).
+        cx.now = target;
         if self.clock.mode == crate::ClockMode::Manual || cx.has_writes() {
             cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (target.nanos() as u64).to_be_bytes().to_vec());
             let mut batch = self.store.batch();
@@ -382,7 +403,83 @@ impl Engine {
             self.store.write(batch)?;
         }
         self.clock.manual = target;
+        self.timer_pass_stats = stats;
         Ok(())
+    }
+
+    /// Fires one pass's timers as one step. For a pass over several instants, returns
+    /// the earliest timer it set inside its own span, if any, with the savepoint still
+    /// open for the caller to take it back.
+    fn run_pass(&self, pass: &TimerPass, clock: Timestamp, cx: &mut StepContext) -> Result<Option<i64>> {
+        let (Some(&(first, _)), Some(&(last, _))) = (pass.instants.first(), pass.instants.last()) else {
+            return Ok(None);
+        };
+        let several = pass.instants.len() > 1;
+        if several {
+            cx.savepoint();
+            cx.set_key_instants(pass.keys.clone());
+        }
+        cx.now = Timestamp(last.max(clock.nanos()));
+        let mut fired: HashMap<u64, HashMap<u32, Vec<&DueTimer>>> = HashMap::new();
+        for (_, due) in &pass.instants {
+            for timer in due {
+                fired.entry(timer.segment).or_default().entry(timer.node).or_default().push(timer);
+                cx.delete(CF_TIMERS, timer.key.clone());
+            }
+        }
+        let ran = self.propagate(HashMap::new(), &fired, cx, None);
+        cx.set_key_instants(HashMap::new());
+        ran?;
+        if !several {
+            return Ok(None);
+        }
+        let start = encode_instant(first.saturating_add(1));
+        let end = encode_instant(last.saturating_add(1));
+        let early = cx
+            .written_from(CF_TIMERS, &start)
+            .take_while(|(key, _)| *key < &end[..])
+            .find_map(|(key, value)| value.map(|_| key))
+            .map(decode_instant)
+            .transpose()?;
+        if early.is_none() {
+            cx.release();
+        }
+        Ok(early)
+    }
+
+    /// The ids of the segments whose timers may share a pass: those that keep member
+    /// keys apart and are read (transitively) only by segments that do too.
+    fn segments_firing_in_passes(&self) -> HashMap<u64, &SegmentDataflow> {
+        let mut out = HashMap::new();
+        if !self.timer_passes {
+            return out;
+        }
+        let mut apart: HashMap<&str, bool> = HashMap::new();
+        // Readers come after what they read: from the last, each segment's readers are
+        // known before it.
+        let order = self.segment_order();
+        for name in order.iter().rev() {
+            let Some(df) = self.dataflows.get(name) else { continue };
+            let readers_apart = self
+                .dataflows
+                .values()
+                .filter(|r| r.reads().contains(name))
+                .all(|r| apart.get(r.name.as_str()).copied().unwrap_or(false));
+            let ok = df.keeps_keys_apart() && readers_apart;
+            apart.insert(df.name.as_str(), ok);
+            if ok {
+                out.insert(df.segment_id, df);
+            }
+        }
+        out
+    }
+
+    /// Whether a clock advance fires this segment's timers of different members together,
+    /// in passes, rather than one instant per step (see `advance_clock_to`).
+    pub fn fires_timers_in_passes(&self, segment: &str) -> bool {
+        self.dataflows
+            .get(segment)
+            .is_some_and(|df| self.segments_firing_in_passes().contains_key(&df.segment_id))
     }
 
     /// A segment's changes with `seq >= from`, in order: where a subscriber that has
@@ -448,6 +545,65 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The timers one pass fires: consecutive instants, and the instant of each member key
+/// among them (empty for a pass of one instant).
+#[derive(Default)]
+struct TimerPass {
+    instants: Vec<(i64, Vec<DueTimer>)>,
+    keys: HashMap<Vec<u8>, i64>,
+}
+
+impl TimerPass {
+    /// Keeps the first `n` instants.
+    fn truncate(&mut self, n: usize) {
+        self.instants.truncate(n);
+        let last = self.instants.last().map_or(i64::MIN, |(instant, _)| *instant);
+        self.keys.retain(|_, instant| *instant <= last);
+    }
+}
+
+/// Takes due instants from `from` on into one pass while each member key stays at one
+/// instant; an instant that does not fit is left to the next pass. A timer of a segment
+/// outside `in_passes` makes its instant a pass of its own.
+fn gather_pass(
+    timers: &mut TimerScan,
+    cx: &StepContext,
+    from: i64,
+    in_passes: &HashMap<u64, &SegmentDataflow>,
+) -> Result<TimerPass> {
+    let mut pass = TimerPass::default();
+    let mut cursor = from;
+    while let Some(next) = timers.next_instant(cx, cursor)? {
+        let due = timers.due(cx, next)?;
+        let mut keys = Vec::with_capacity(due.len());
+        let mut alone = false;
+        for timer in &due {
+            match in_passes.get(&timer.segment) {
+                Some(df) => match df.timer_member_key(timer)? {
+                    Some(key) => keys.push(key),
+                    None => alone = true,
+                },
+                None => alone = true,
+            }
+        }
+        let fits = pass.instants.is_empty() || (!alone && keys.iter().all(|k| !pass.keys.contains_key(k)));
+        if !fits {
+            timers.rewind(cx, next)?;
+            break;
+        }
+        pass.keys.extend(keys.into_iter().map(|k| (k, next)));
+        pass.instants.push((next, due));
+        if alone {
+            break;
+        }
+        cursor = next.saturating_add(1);
+    }
+    if pass.instants.len() == 1 {
+        pass.keys.clear();
+    }
+    Ok(pass)
 }
 
 /// The reason of an exit caused by `FORGET KEY`, and of the records it redacted.

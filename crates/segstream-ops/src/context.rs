@@ -1,11 +1,14 @@
 //! What an operator sees during one processing step: the step's instant and the state
 //! store, read through the step's own writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ScalarValue;
+use segstream_state::codec::encode_key;
 use segstream_state::{Store, StoreBatch};
-use segstream_types::{Result, Timestamp};
+use segstream_types::{Error, Result, Timestamp};
 
 /// One family's writes of a step, in key order; `None` is a deletion.
 type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -22,11 +25,86 @@ pub struct StepContext<'s> {
     /// keys end with their arrival number): kept out of the ordered map, which is per-row
     /// work they do not need.
     appends: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    /// In a clock-advance pass that fires timers of several instants at once: the
+    /// instant of each member key in it (encoded as `codec::encode_key`). Empty in an
+    /// ordinary step, where every row is at `now`.
+    key_instants: HashMap<Vec<u8>, i64>,
+    /// While a savepoint is open: what each write replaced, in order, to undo them.
+    undo: Option<Undo>,
+}
+
+/// The writes since a savepoint, as what each one replaced in the family's map, and
+/// how many appends there were before it.
+struct Undo {
+    replaced: Vec<(usize, Vec<u8>, Option<Option<Vec<u8>>>)>,
+    appends: usize,
 }
 
 impl<'s> StepContext<'s> {
     pub fn new(store: &'s Store, now: Timestamp) -> Self {
-        Self { now, store, writes: Vec::new(), appends: Vec::new() }
+        Self { now, store, writes: Vec::new(), appends: Vec::new(), key_instants: HashMap::new(), undo: None }
+    }
+
+    /// Starts a pass whose member keys are each at their own instant (see
+    /// `key_instants`); an empty map ends it.
+    pub fn set_key_instants(&mut self, instants: HashMap<Vec<u8>, i64>) {
+        self.key_instants = instants;
+    }
+
+    /// The instant rows of member key `key` are processed at.
+    pub fn instant_of(&self, key: &ScalarValue) -> Result<Timestamp> {
+        if self.key_instants.is_empty() {
+            return Ok(self.now);
+        }
+        let mut encoded = Vec::new();
+        encode_key(key, &mut encoded)?;
+        self.key_instants
+            .get(&encoded)
+            .map(|&i| Timestamp(i))
+            .ok_or_else(|| Error::internal(format!("member key {key} has no instant in this pass")))
+    }
+
+    /// Each row's instant, its member key being in column `key_column`: `None` in an
+    /// ordinary step, where every row is at `now`.
+    pub fn row_instants(&self, rows: &RecordBatch, key_column: Option<usize>) -> Result<Option<Vec<i64>>> {
+        if self.key_instants.is_empty() {
+            return Ok(None);
+        }
+        let column = key_column
+            .and_then(|c| rows.columns().get(c))
+            .ok_or_else(|| Error::internal("rows of a pass over several instants without a member key"))?;
+        (0..rows.num_rows())
+            .map(|i| {
+                let key =
+                    ScalarValue::try_from_array(column, i).map_err(|e| Error::internal(e.to_string()))?;
+                Ok(self.instant_of(&key)?.nanos())
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Opens a savepoint: the writes from here on can be taken back with
+    /// [`StepContext::rollback`], or kept with [`StepContext::release`].
+    pub fn savepoint(&mut self) {
+        self.undo = Some(Undo { replaced: Vec::new(), appends: self.appends.len() });
+    }
+
+    /// Keeps the writes since the savepoint.
+    pub fn release(&mut self) {
+        self.undo = None;
+    }
+
+    /// Takes back every write since the savepoint, newest first.
+    pub fn rollback(&mut self) {
+        let Some(undo) = self.undo.take() else { return };
+        for (family, key, replaced) in undo.replaced.into_iter().rev() {
+            let writes = &mut self.writes[family].1;
+            match replaced {
+                Some(value) => writes.insert(key, value),
+                None => writes.remove(&key),
+            };
+        }
+        self.appends.truncate(undo.appends);
     }
 
     pub fn store(&self) -> &'s Store {
@@ -37,12 +115,25 @@ impl<'s> StepContext<'s> {
         self.writes.iter().find(|(f, _)| *f == family).map(|(_, w)| w)
     }
 
-    fn family_mut(&mut self, family: &'static str) -> &mut Writes {
+    fn family_index(&mut self, family: &'static str) -> usize {
         match self.writes.iter().position(|(f, _)| *f == family) {
-            Some(i) => &mut self.writes[i].1,
+            Some(i) => i,
             None => {
                 self.writes.push((family, BTreeMap::new()));
-                &mut self.writes.last_mut().expect("just pushed").1
+                self.writes.len() - 1
+            }
+        }
+    }
+
+    fn write(&mut self, family: &'static str, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let i = self.family_index(family);
+        match &mut self.undo {
+            Some(undo) => {
+                let replaced = self.writes[i].1.insert(key.clone(), value);
+                undo.replaced.push((i, key, replaced));
+            }
+            None => {
+                self.writes[i].1.insert(key, value);
             }
         }
     }
@@ -89,7 +180,7 @@ impl<'s> StepContext<'s> {
     }
 
     pub fn put(&mut self, family: &'static str, key: Vec<u8>, value: Vec<u8>) {
-        self.family_mut(family).insert(key, Some(value));
+        self.write(family, key, Some(value));
     }
 
     /// Puts a key that is new and that nothing reads back during this step (see
@@ -99,7 +190,7 @@ impl<'s> StepContext<'s> {
     }
 
     pub fn delete(&mut self, family: &'static str, key: Vec<u8>) {
-        self.family_mut(family).insert(key, None);
+        self.write(family, key, None);
     }
 
     /// Keys and values with this prefix: the store's, overlaid with this step's writes.

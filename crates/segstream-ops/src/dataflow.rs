@@ -56,6 +56,9 @@ pub struct SegmentDataflow {
     /// and an empty Arrow batch is not free to build.
     empty: Vec<DeltaBatch>,
     reads: Vec<String>,
+    /// Rows of different member keys never meet in this plan
+    /// (`IncrementalPlan::member_key_columns`).
+    keeps_keys_apart: bool,
 }
 
 impl SegmentDataflow {
@@ -70,6 +73,7 @@ impl SegmentDataflow {
     ) -> Result<Option<Self>> {
         let mut nodes = Vec::with_capacity(plan.nodes.len());
         let mut reads = Vec::new();
+        let key_columns = plan.member_key_columns();
         for (id, node) in plan.nodes.iter().enumerate() {
             let schema: SchemaRef = Arc::new(node.schema.as_arrow().clone());
             let input_schema = |i: usize| -> &DFSchema { plan.nodes[node.inputs[i]].schema.as_ref() };
@@ -118,7 +122,14 @@ impl SegmentDataflow {
                     Node::Project(Project::new(exprs, input_schema(0), Arc::clone(&schema))?)
                 }
                 Operator::TemporalFilter { bounds } => {
-                    Node::Temporal(TemporalFilter::new(bounds, input_schema(0), segment_id, id as u32)?)
+                    let key_column = key_columns.as_ref().and_then(|k| k[id]);
+                    Node::Temporal(TemporalFilter::new(
+                        bounds,
+                        input_schema(0),
+                        segment_id,
+                        id as u32,
+                        key_column,
+                    )?)
                 }
                 Operator::Aggregate { group_by, aggregates } => Node::Aggregate(Aggregate::new(
                     group_by,
@@ -150,7 +161,31 @@ impl SegmentDataflow {
         reads.sort();
         reads.dedup();
         let empty = nodes.iter().map(|(_, _, schema)| DeltaBatch::empty(Arc::clone(schema))).collect();
-        Ok(Some(Self { name: name.to_string(), segment_id, log_id, output, nodes, empty, reads }))
+        Ok(Some(Self {
+            name: name.to_string(),
+            segment_id,
+            log_id,
+            output,
+            nodes,
+            empty,
+            reads,
+            keeps_keys_apart: key_columns.is_some(),
+        }))
+    }
+
+    /// Whether rows of different member keys never meet in this segment's operators:
+    /// then its timers of different keys may fire at their own instants in one pass.
+    pub fn keeps_keys_apart(&self) -> bool {
+        self.keeps_keys_apart
+    }
+
+    /// The member key (encoded as `codec::encode_key`) a fired timer's row counts
+    /// towards; `None` when the segment does not keep keys apart.
+    pub fn timer_member_key(&self, timer: &DueTimer) -> Result<Option<Vec<u8>>> {
+        match self.nodes.get(timer.node as usize) {
+            Some((Node::Temporal(t), _, _)) => t.member_key_of(&timer.row),
+            _ => Err(Error::storage(format!("a timer of segment {} names no time condition", self.name))),
+        }
     }
 
     /// The relations this segment's sources read.

@@ -22,7 +22,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::DFSchema;
 use segstream_sql::temporal::{TimeBound, TimeBoundKind};
 use segstream_state::codec::{
-    decode_instant, encode_instant, encode_row, encoded_rows_to_batch, row_values, ByteReader, ByteWriter,
+    decode_instant, decode_row, encode_instant, encode_key, encode_row, encoded_rows_to_batch, row_values,
+    ByteReader, ByteWriter,
 };
 use segstream_state::CF_TIMERS;
 use segstream_types::{DeltaBatch, Error, Result};
@@ -35,9 +36,12 @@ pub struct TemporalFilter {
     schema: SchemaRef,
     /// `segment id | node id`: the part of a timer key after its instant.
     owner: Vec<u8>,
+    /// The column holding the member key its rows count towards, when the segment
+    /// keeps keys apart (`IncrementalPlan::member_key_columns`).
+    key_column: Option<usize>,
 }
 
-/// A due timer, as found by [`due_timers`].
+/// A due timer, as found by [`TimerScan::due`].
 pub struct DueTimer {
     pub key: Vec<u8>,
     pub segment: u64,
@@ -47,14 +51,31 @@ pub struct DueTimer {
 }
 
 impl TemporalFilter {
-    pub fn new(bounds: &[TimeBound], input: &DFSchema, segment: u64, node: u32) -> Result<Self> {
+    pub fn new(
+        bounds: &[TimeBound],
+        input: &DFSchema,
+        segment: u64,
+        node: u32,
+        key_column: Option<usize>,
+    ) -> Result<Self> {
         let bounds = bounds
             .iter()
             .map(|b| Ok((b.kind, RowExpr::new(&b.row_expr, input)?, b.shift_nanos)))
             .collect::<Result<_>>()?;
         let mut owner = segment.to_be_bytes().to_vec();
         owner.extend_from_slice(&node.to_be_bytes());
-        Ok(Self { bounds, schema: Arc::new(input.as_arrow().clone()), owner })
+        Ok(Self { bounds, schema: Arc::new(input.as_arrow().clone()), owner, key_column })
+    }
+
+    /// The member key (encoded as `codec::encode_key`) a timer's row counts towards,
+    /// when the segment keeps keys apart.
+    pub fn member_key_of(&self, row: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(c) = self.key_column else { return Ok(None) };
+        let values = decode_row(&self.schema, row)?;
+        let value = values.get(c).ok_or_else(|| Error::storage("a timer's row is damaged"))?;
+        let mut key = Vec::new();
+        encode_key(value, &mut key)?;
+        Ok(Some(key))
     }
 
     pub fn step(&self, input: DeltaBatch, cx: &mut StepContext) -> Result<DeltaBatch> {
@@ -87,7 +108,10 @@ impl TemporalFilter {
                 };
             }
         }
+        // Each row's instant: the step's, or in a pass over several instants its member
+        // key's.
         let now = cx.now.nanos();
+        let instants = cx.row_instants(&input.rows, self.key_column)?;
         let mut keep = Vec::with_capacity(n);
         // Timer changes of the whole batch, summed per timer, then applied with one
         // MultiGet for the timers already set.
@@ -107,6 +131,7 @@ impl TemporalFilter {
         };
         for i in 0..n {
             let w = input.weights[i];
+            let now = instants.as_ref().map_or(now, |at| at[i]);
             let (Some(from), Some(until)) = (from[i], until[i]) else {
                 keep.push(false);
                 continue;
@@ -160,8 +185,10 @@ impl TemporalFilter {
 /// step itself writes while earlier instants fire (timers set, changed or cancelled) is
 /// overlaid.
 pub struct TimerScan {
-    /// A page of stored timers in key order, and how far the scan has consumed it.
+    /// A page of stored timers in key order, the key it was read from, and how far the
+    /// scan has consumed it.
     stored: Vec<(Vec<u8>, Vec<u8>)>,
+    page_start: Vec<u8>,
     at: usize,
     /// The store may hold more timers in range after this page.
     more: bool,
@@ -174,7 +201,7 @@ impl TimerScan {
 
     /// A scan of the timers set for instants in `[from, through]`.
     pub fn new(cx: &StepContext, from: i64, through: i64) -> Result<Self> {
-        let mut scan = Self { stored: Vec::new(), at: 0, more: false, through };
+        let mut scan = Self { stored: Vec::new(), page_start: Vec::new(), at: 0, more: false, through };
         scan.read_page(cx, &encode_instant(from))?;
         Ok(scan)
     }
@@ -183,8 +210,22 @@ impl TimerScan {
         let end = self.through.checked_add(1).map(encode_instant);
         self.stored = cx.store().scan_between(CF_TIMERS, start, end.as_ref().map(|e| &e[..]), Self::PAGE)?;
         self.more = self.stored.len() == Self::PAGE;
+        self.page_start = start.to_vec();
         self.at = 0;
         Ok(())
+    }
+
+    /// Goes back to the timers of `instant`, already taken with [`TimerScan::due`] but
+    /// left for a later pass: within the page when it holds them all, else by reading
+    /// again from there.
+    pub fn rewind(&mut self, cx: &StepContext, instant: i64) -> Result<()> {
+        let start = encode_instant(instant);
+        if self.page_start.as_slice() <= &start[..] {
+            self.at = self.stored.partition_point(|(key, _)| key.as_slice() < &start[..]);
+            Ok(())
+        } else {
+            self.read_page(cx, &start)
+        }
     }
 
     /// The next stored timer not before `from`, reading the next page when this one is
@@ -305,7 +346,7 @@ mod tests {
                 condition: String::new(),
             },
         ];
-        let filter = TemporalFilter::new(&bounds, &df, 7, 1).expect("filter");
+        let filter = TemporalFilter::new(&bounds, &df, 7, 1, Some(0)).expect("filter");
         let arrow: SchemaRef = Arc::new(df.as_arrow().clone());
         let rows = |weights: Vec<i64>| {
             let batch =

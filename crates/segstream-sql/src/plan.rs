@@ -158,6 +158,90 @@ impl IncrementalPlan {
         })
     }
 
+    /// For each node, the column of its rows that holds the member key those rows count
+    /// towards, if the plan keeps member keys apart: every operator's output for one key
+    /// depends only on its inputs' rows of that same key. Then rows of different keys
+    /// never meet, and a clock advance may fire the timers of different keys at
+    /// different instants in one pass (each key at its own instant) and still log what
+    /// one step per instant would.
+    ///
+    /// `None` when an operator mixes keys: an aggregate not grouped by the key, a join
+    /// whose equality does not carry it, a key computed by an expression, `NOT IN` over a
+    /// nullable column (one NULL makes every row unknown), or a segment read through a
+    /// column other than its member key.
+    pub fn member_key_columns(&self) -> Option<Vec<Option<usize>>> {
+        let mut column: Vec<Option<usize>> = vec![None; self.nodes.len()];
+        column[self.root] = Some(0);
+        // Inputs have smaller ids: from the root down, each node's column is known
+        // before its inputs are visited.
+        for id in (0..self.nodes.len()).rev() {
+            let Some(c) = column[id] else { continue };
+            let node = &self.nodes[id];
+            let mut carries = |input: NodeId, at: usize| match column[input] {
+                None => {
+                    column[input] = Some(at);
+                    true
+                }
+                Some(existing) => existing == at,
+            };
+            let index = |input: NodeId, e: &Expr| {
+                let e = match e {
+                    Expr::Alias(a) => a.expr.as_ref(),
+                    other => other,
+                };
+                match e {
+                    Expr::Column(col) => self.nodes[input].schema.index_of_column(col).ok(),
+                    _ => None,
+                }
+            };
+            let kept_apart = match &node.operator {
+                Operator::Source { kind: ObjectKind::Segment, key, columns, .. } => {
+                    columns.get(c) == Some(key)
+                }
+                Operator::Source { .. } | Operator::Constant { .. } => true,
+                Operator::Filter { .. }
+                | Operator::TemporalFilter { .. }
+                | Operator::KeyNotNull { .. }
+                | Operator::Membership { .. } => carries(node.inputs[0], c),
+                Operator::Project { exprs } => exprs
+                    .get(c)
+                    .and_then(|e| index(node.inputs[0], e))
+                    .is_some_and(|j| carries(node.inputs[0], j)),
+                Operator::Aggregate { group_by, .. } => group_by
+                    .get(c)
+                    .and_then(|e| index(node.inputs[0], e))
+                    .is_some_and(|j| carries(node.inputs[0], j)),
+                Operator::UnionAll => node.inputs.iter().all(|&i| carries(i, c)),
+                Operator::Join { kind, on, null_aware, .. } => {
+                    let (left, right) = (node.inputs[0], node.inputs[1]);
+                    let left_width = self.nodes[left].schema.fields().len();
+                    // Semi, anti and outer joins emit left rows (outer ones padded with
+                    // NULLs): only a left column can carry the key.
+                    let from_left = c < left_width;
+                    let pairs: Vec<(usize, usize)> =
+                        on.iter().filter_map(|(l, r)| Some((index(left, l)?, index(right, r)?))).collect();
+                    let pair = pairs.iter().copied().find(|&(l, r)| {
+                        if from_left {
+                            l == c
+                        } else {
+                            *kind == JoinKind::Inner && r == c - left_width
+                        }
+                    });
+                    let nullable = |side: NodeId, i: usize| self.nodes[side].schema.field(i).is_nullable();
+                    // NOT IN: a NULL on either side is unknown against every key.
+                    let null_safe = !null_aware
+                        || (pairs.len() == on.len()
+                            && pairs.iter().all(|&(l, r)| !nullable(left, l) && !nullable(right, r)));
+                    null_safe && pair.is_some_and(|(l, r)| carries(left, l) && carries(right, r))
+                }
+            };
+            if !kept_apart {
+                return None;
+            }
+        }
+        Some(column)
+    }
+
     /// The text of `EXPLAIN SEGMENT`: the operator tree from the membership sink down to
     /// the sources, each node with the state it keeps and the timers it sets.
     pub fn explain(&self) -> String {

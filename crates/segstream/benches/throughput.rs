@@ -106,6 +106,7 @@ fn main() {
     let rate = events as f64 / elapsed;
     let changes = engine.change_records().map(|r| r.len()).unwrap_or(0);
     let cache = engine.state_cache_stats().expect("cache stats");
+    let passes = engine.timer_pass_stats();
     drop(engine);
     let disk = dir_bytes(dir.path());
     // Recovery: reopen the data directory as a restart after a crash would (the memtable
@@ -141,6 +142,13 @@ fn main() {
         cache.hits,
         cache.misses,
         100.0 * cache.hits as f64 / (cache.hits + cache.misses).max(1) as f64
+    );
+    println!(
+        "timers: {} instants fired in {} passes ({:.1} instants per pass, {} passes run again)",
+        passes.instants,
+        passes.passes,
+        passes.instants as f64 / passes.passes.max(1) as f64,
+        passes.retried
     );
     println!(
         "recovery: write-ahead log {:.1} MiB; reopened in {:.0} ms, first lookup answered after {:.0} ms \
