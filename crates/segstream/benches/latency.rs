@@ -15,6 +15,11 @@
 //! SEGSTREAM_BENCH_RATE=1000 SEGSTREAM_BENCH_SECONDS=30 cargo bench -p segstream --bench latency
 //! ```
 
+
+/// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

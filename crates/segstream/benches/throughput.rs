@@ -9,6 +9,11 @@
 //! SEGSTREAM_BENCH_SEGMENTS=all cargo bench -p segstream --bench throughput   # all seven segments
 //! ```
 
+
+/// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use segstream_engine::{ClockMode, Engine, EngineOptions, IngestRows};

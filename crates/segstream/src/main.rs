@@ -7,6 +7,10 @@ use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use segstream_engine::{ClockMode, Engine, EngineOptions};
 
+/// mimalloc instead of glibc's malloc: each step allocates many small keys and rows.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod demo;
 mod fixtures;
 mod ingest_file;
