@@ -19,13 +19,14 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use segstream_ops::{ChangeKind, StepContext};
 use segstream_sql::ast::{Name, ObjectKind};
-use segstream_state::codec::{decode_row, encode_key, rows_to_batch};
+use segstream_state::codec::{decode_row, encode_key, encode_row, rows_to_batch};
 use segstream_state::{CF_CHANGES, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::engine::Engine;
 use crate::maintain::{decode_change, encode_change, key_text, REASON_ERASED};
 use crate::output::Output;
+use crate::rows::{decode_stored_events, encode_event_block};
 
 /// What one `FORGET KEY` erased.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -69,13 +70,22 @@ impl Engine {
             let id = self.id_of(&relation.name)?.to_be_bytes();
             let mut erased = Vec::new();
             if relation.kind == ObjectKind::Stream {
-                // Events are kept in event-time order, not by key: read them all.
+                // Events are kept in event-time order, not by key: read them all. A block
+                // that held the key's events is written again without them.
                 for (stored, bytes) in self.store.scan_prefix(CF_ROWS, &id)? {
-                    let row = decode_row(&relation.schema, &bytes)?;
-                    if row[key_index] == value {
-                        cx.delete(CF_ROWS, stored);
-                        erased.push(row);
+                    let events = decode_stored_events(&relation.schema, &stored, &bytes)?;
+                    let (theirs, kept): (Vec<_>, Vec<_>) =
+                        events.into_iter().partition(|row| row[key_index] == value);
+                    if theirs.is_empty() {
+                        continue;
                     }
+                    if kept.is_empty() {
+                        cx.delete(CF_ROWS, stored);
+                    } else {
+                        let encoded = kept.iter().map(|row| encode_row(row)).collect::<Result<Vec<_>>>()?;
+                        cx.put(CF_ROWS, stored, encode_event_block(encoded.iter().map(Vec::as_slice)));
+                    }
+                    erased.extend(theirs);
                 }
                 report.events += erased.len();
             } else {

@@ -17,6 +17,7 @@ use segstream_sql::parse_statement;
 use segstream_sql::parser::normalize;
 use segstream_state::codec::{
     decode_row, encode_batch_rows, encode_instant, encode_key, encode_row, row_values, rows_to_batch,
+    ByteReader, ByteWriter,
 };
 use segstream_state::{CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
@@ -35,11 +36,50 @@ const EVENT_KEYS_BY_TIME: u64 = 2;
 /// arrival number that keeps equal times apart. Events sort by event time within a
 /// stream, so those past a retention are one key range.
 pub(crate) fn event_key(stream_id: u64, event_nanos: i64, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(24);
+    let mut key = Vec::with_capacity(25);
     key.extend_from_slice(&stream_id.to_be_bytes());
     key.extend_from_slice(&encode_instant(event_nanos));
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The last byte of an event block's key (an [`event_key`] is 24 bytes, a block's 25).
+const EVENT_BLOCK: u8 = b'B';
+
+/// The key of a block of events stored together (the events of one ingest step): the
+/// [`event_key`] of its newest event time and first arrival number, then
+/// [`EVENT_BLOCK`]. One key per step instead of one per event saves a RocksDB insert
+/// per event. Keyed by the newest time, a block is past a retention only when all its
+/// events are; readers drop the older events of a block that is still kept.
+pub(crate) fn event_block_key(stream_id: u64, newest_nanos: i64, first_seq: u64) -> Vec<u8> {
+    let mut key = event_key(stream_id, newest_nanos, first_seq);
+    key.push(EVENT_BLOCK);
+    key
+}
+
+/// An event block's value: how many events, then each encoded row.
+pub(crate) fn encode_event_block<'r>(rows: impl ExactSizeIterator<Item = &'r [u8]>) -> Vec<u8> {
+    let mut value = ByteWriter::default();
+    value.i64(rows.len() as i64);
+    for row in rows {
+        value.bytes(row);
+    }
+    value.0
+}
+
+/// The events stored under one key of a stream: a block's, or one event's (as stored
+/// before blocks).
+pub(crate) fn decode_stored_events(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Vec<Vec<ScalarValue>>> {
+    if key.len() != 25 || key[24] != EVENT_BLOCK {
+        return Ok(vec![decode_row(schema, value)?]);
+    }
+    let mut reader = ByteReader::new(value);
+    let n = reader.i64()?;
+    (0..n).map(|_| decode_row(schema, reader.bytes()?)).collect()
 }
 
 /// Where a stream's event-time column is in its rows.
@@ -216,13 +256,15 @@ impl Engine {
                 if times.null_count() > 0 {
                     return Err(Error::internal("an event time is NULL"));
                 }
-                let mut seq = self.store.meta_u64(META_NEXT_EVENT)?.unwrap_or(0);
-                for (encoded, &nanos) in encode_batch_rows(&rows)?.into_iter().zip(times.values().iter()) {
-                    cx.append(CF_ROWS, event_key(id, nanos, seq), encoded);
-                    seq += 1;
-                }
-                cx.put(CF_META, META_NEXT_EVENT.as_bytes().to_vec(), seq.to_be_bytes().to_vec());
+                let seq = self.store.meta_u64(META_NEXT_EVENT)?.unwrap_or(0);
                 let n = rows.num_rows();
+                if let Some(&newest) = times.values().iter().max() {
+                    let encoded = encode_batch_rows(&rows)?;
+                    let block = encode_event_block(encoded.iter().map(Vec::as_slice));
+                    cx.append(CF_ROWS, event_block_key(id, newest, seq), block);
+                }
+                let next = seq + n as u64;
+                cx.put(CF_META, META_NEXT_EVENT.as_bytes().to_vec(), next.to_be_bytes().to_vec());
                 DeltaBatch::new(rows, vec![1; n])?
             }
             _ => {
@@ -376,13 +418,14 @@ impl Engine {
         relation: &segstream_sql::Relation,
     ) -> Result<datafusion::arrow::array::RecordBatch> {
         let id = self.id_of(&relation.name)?;
-        let rows = self
-            .store
-            .scan_prefix(CF_ROWS, &id.to_be_bytes())?
-            .into_iter()
-            .map(|(_, value)| segstream_state::codec::decode_row(&relation.schema, &value))
-            .collect::<Result<Vec<_>>>()?;
-        segstream_state::codec::rows_to_batch(&relation.schema, &rows)
+        let mut rows = Vec::new();
+        for (key, value) in self.store.scan_prefix(CF_ROWS, &id.to_be_bytes())? {
+            match relation.kind {
+                ObjectKind::Stream => rows.extend(decode_stored_events(&relation.schema, &key, &value)?),
+                _ => rows.push(decode_row(&relation.schema, &value)?),
+            }
+        }
+        rows_to_batch(&relation.schema, &rows)
     }
 }
 

@@ -14,11 +14,12 @@
 use datafusion::arrow::array::RecordBatch;
 use segstream_sql::ast::ObjectKind;
 use segstream_sql::Relation;
-use segstream_state::codec::{decode_row, encode_instant, rows_to_batch};
+use segstream_state::codec::{encode_instant, rows_to_batch};
 use segstream_state::CF_ROWS;
 use segstream_types::{Result, Timestamp};
 
 use crate::engine::Engine;
+use crate::rows::{decode_stored_events, event_nanos, event_time_index};
 
 impl Engine {
     /// The rows of a stream or table as a query at `now` sees them: a retained stream's
@@ -30,12 +31,17 @@ impl Engine {
         let prefix = self.id_of(&relation.name)?.to_be_bytes();
         let mut start = prefix.to_vec();
         start.extend_from_slice(&encode_instant(first_kept));
-        let rows = self
-            .store
-            .scan_range(CF_ROWS, &start, &prefix)?
-            .into_iter()
-            .map(|(_, value)| decode_row(&relation.schema, &value))
-            .collect::<Result<Vec<_>>>()?;
+        // Blocks are keyed by their newest event: those from `first_kept` on may still
+        // hold older events, which are dropped here.
+        let time_index = event_time_index(relation)?;
+        let mut rows = Vec::new();
+        for (key, value) in self.store.scan_range(CF_ROWS, &start, &prefix)? {
+            for row in decode_stored_events(&relation.schema, &key, &value)? {
+                if event_nanos(&row[time_index])? >= first_kept {
+                    rows.push(row);
+                }
+            }
+        }
         rows_to_batch(&relation.schema, &rows)
     }
 
@@ -101,8 +107,9 @@ mod tests {
         engine.store.scan_prefix(CF_ROWS, &id.to_be_bytes()).expect("scans").len()
     }
 
-    /// Deleting expired events removes exactly those at or before `now - retention`,
-    /// leaves streams without a retention alone, and writes nothing when nothing expired.
+    /// Deleting expired events removes the blocks whose events are all at or before
+    /// `now - retention` (each INSERT below is a block of its own), leaves streams
+    /// without a retention alone, and writes nothing when nothing expired.
     #[tokio::test]
     async fn expired_events_are_deleted_by_event_time() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -111,8 +118,10 @@ mod tests {
             .execute(
                 "CREATE STREAM kept (user_id TEXT, ts TIMESTAMP) WITH (retention = '1 day');
                  CREATE STREAM all_time (user_id TEXT, ts TIMESTAMP);
-                 INSERT INTO kept VALUES ('a', TIMESTAMP '1970-01-01 00:00:00'), ('b', TIMESTAMP '1970-01-02 00:00:00'),
-                   ('c', TIMESTAMP '1970-01-01 12:00:00'), ('d', TIMESTAMP '1969-12-31 00:00:00');
+                 INSERT INTO kept VALUES ('a', TIMESTAMP '1970-01-01 00:00:00');
+                 INSERT INTO kept VALUES ('b', TIMESTAMP '1970-01-02 00:00:00');
+                 INSERT INTO kept VALUES ('c', TIMESTAMP '1970-01-01 12:00:00');
+                 INSERT INTO kept VALUES ('d', TIMESTAMP '1969-12-31 00:00:00');
                  INSERT INTO all_time VALUES ('a', TIMESTAMP '1970-01-01 00:00:00');",
             )
             .await
@@ -126,6 +135,28 @@ mod tests {
         assert_eq!(stored_keys(&engine, "kept"), 1);
         assert_eq!(stored_keys(&engine, "all_time"), 1);
         assert!(rows(&mut engine, "SELECT user_id FROM kept").await.contains("| b "));
+    }
+
+    /// A block holding an expired event and a kept one stays on disk until its newest
+    /// event expires, but queries see only the kept event.
+    #[tokio::test]
+    async fn a_block_is_kept_until_its_newest_event_expires_and_read_without_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut engine = open(dir.path());
+        engine
+            .execute(
+                "CREATE STREAM kept (user_id TEXT, ts TIMESTAMP) WITH (retention = '1 day');
+                 ADVANCE TIME TO TIMESTAMP '1970-01-03 00:00:00';
+                 INSERT INTO kept VALUES ('old', TIMESTAMP '1970-01-01 00:00:00'), ('new', TIMESTAMP '1970-01-02 12:00:00');",
+            )
+            .await
+            .expect("runs");
+        assert_eq!(engine.drop_expired_events().expect("drops"), 0, "the block's newest event is kept");
+        let seen = rows(&mut engine, "SELECT user_id FROM kept").await;
+        assert!(seen.contains("| new ") && !seen.contains("old"), "{seen}");
+        engine.advance_clock(Timestamp(3 * DAY + DAY / 2)).expect("advances");
+        assert_eq!(engine.drop_expired_events().expect("drops"), 1);
+        assert_eq!(stored_keys(&engine, "kept"), 0);
     }
 
     /// A data directory whose events were keyed by arrival (16-byte keys) is rewritten
@@ -142,16 +173,20 @@ mod tests {
                 )
                 .await
                 .expect("runs");
-            // Put the rows back as the previous version stored them.
+            // Put the rows back as the previous version stored them: one event per key.
             let id = engine.id_of("e").expect("id");
+            let schema = std::sync::Arc::clone(&engine.catalog.get("e").expect("stream e").schema);
             let mut batch = engine.store.batch();
-            for (n, (key, value)) in
-                engine.store.scan_prefix(CF_ROWS, &id.to_be_bytes()).expect("scans").into_iter().enumerate()
-            {
+            let mut n = 0u64;
+            for (key, value) in engine.store.scan_prefix(CF_ROWS, &id.to_be_bytes()).expect("scans") {
                 batch.delete(CF_ROWS, &key).expect("deletes");
-                let mut old = id.to_be_bytes().to_vec();
-                old.extend_from_slice(&(n as u64).to_be_bytes());
-                batch.put(CF_ROWS, &old, &value).expect("puts");
+                for row in decode_stored_events(&schema, &key, &value).expect("decodes") {
+                    let mut old = id.to_be_bytes().to_vec();
+                    old.extend_from_slice(&n.to_be_bytes());
+                    n += 1;
+                    let encoded = segstream_state::codec::encode_row(&row).expect("encodes");
+                    batch.put(CF_ROWS, &old, &encoded).expect("puts");
+                }
             }
             batch.delete(CF_META, b"event_keys").expect("deletes");
             engine.store.write(batch).expect("writes");

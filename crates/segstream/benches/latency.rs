@@ -15,7 +15,6 @@
 //! SEGSTREAM_BENCH_RATE=1000 SEGSTREAM_BENCH_SECONDS=30 cargo bench -p segstream --bench latency
 //! ```
 
-
 /// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -9,7 +9,6 @@
 //! SEGSTREAM_BENCH_SEGMENTS=all cargo bench -p segstream --bench throughput   # all seven segments
 //! ```
 
-
 /// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
