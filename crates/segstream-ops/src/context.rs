@@ -36,9 +36,13 @@ pub struct StepContext<'s> {
 /// The writes since a savepoint, as what each one replaced in the family's map, and
 /// how many appends there were before it.
 struct Undo {
-    replaced: Vec<(usize, Vec<u8>, Option<Option<Vec<u8>>>)>,
+    replaced: Vec<Replaced>,
     appends: usize,
 }
+
+/// One write since a savepoint: the family's index in `writes`, the key, and the
+/// step's entry it replaced (`None`: the step had not touched the key).
+type Replaced = (usize, Vec<u8>, Option<Option<Vec<u8>>>);
 
 impl<'s> StepContext<'s> {
     pub fn new(store: &'s Store, now: Timestamp) -> Self {
