@@ -116,7 +116,8 @@ async fn state_stays_flat_after_the_longest_window() {
     let retained_events = (RETENTION_DAYS * per_day) as u64;
     let outputs = engine.execute("SELECT COUNT(*) AS n FROM events").await.expect("counts");
     let Some(segstream_engine::Output::Rows { batches, .. }) = outputs.last() else { panic!("{outputs:?}") };
-    let seen = datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).expect("count");
+    let seen =
+        datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).expect("count");
     let seen: u64 = seen.parse().expect("a number");
     assert!(
         seen <= retained_events + per_day as u64 / 4 && seen >= retained_events * 9 / 10,
