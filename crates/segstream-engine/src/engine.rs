@@ -205,6 +205,19 @@ impl Engine {
         self.store.cache_stats()
     }
 
+    /// Starts recording every write batch the engine hands to its store (see
+    /// `Store::record_writes`): the throughput bench replays them to measure what the
+    /// storage alone costs.
+    pub fn record_store_writes(&self) -> Result<()> {
+        self.store.record_writes()
+    }
+
+    /// The write batches since [`Engine::record_store_writes`], serialized, in order;
+    /// recording stops. `segstream_state::Store::write_recorded` writes one again.
+    pub fn take_recorded_store_writes(&self) -> Result<Vec<Vec<u8>>> {
+        self.store.take_recorded_writes()
+    }
+
     /// How clock advances have fired timers since the engine opened.
     pub fn timer_pass_stats(&self) -> TimerPassStats {
         self.timer_pass_stats

@@ -70,6 +70,8 @@ struct Handle {
     last_reopen: Mutex<Option<(Instant, String)>>,
     /// Hot operator state in memory (see [`read_cache`]).
     cache: Mutex<ReadCache>,
+    /// While recording ([`Store::record_writes`]): every batch written, serialized.
+    recorded: Mutex<Option<Vec<Vec<u8>>>>,
 }
 
 /// How often a store whose write failed tries to reopen for writing.
@@ -224,6 +226,7 @@ impl Store {
             failed: AtomicBool::new(false),
             last_reopen: Mutex::new(None),
             cache: Mutex::new(ReadCache::new(DEFAULT_CACHE_BYTES)),
+            recorded: Mutex::new(None),
         };
         Ok(Self { handle: Arc::new(handle), sync_writes: true })
     }
@@ -232,6 +235,35 @@ impl Store {
     /// durable with [`Store::wal_syncer`] before acknowledging them.
     pub fn set_sync_writes(&mut self, sync: bool) {
         self.sync_writes = sync;
+    }
+
+    /// Starts keeping a serialized copy of every batch written from now on, for
+    /// [`Store::take_recorded_writes`]. The throughput bench uses it to measure what
+    /// the storage alone costs: the same batches written again into an empty store,
+    /// with no operator work around them.
+    pub fn record_writes(&self) -> Result<()> {
+        *self.recorded()? = Some(Vec::new());
+        Ok(())
+    }
+
+    /// Stops recording and returns the batches written since [`Store::record_writes`],
+    /// in order (empty if recording was never started).
+    pub fn take_recorded_writes(&self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.recorded()?.take().unwrap_or_default())
+    }
+
+    /// Writes one batch recorded by [`Store::take_recorded_writes`] (of a store with the
+    /// same column families), as [`Store::write`] would: atomically, synced when the
+    /// store syncs writes. The hot-state cache is not told: the batch is opaque here.
+    pub fn write_recorded(&self, batch: &[u8]) -> Result<()> {
+        self.handle.recover()?;
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync_writes);
+        self.with_db(|db| db.write_opt(WriteBatch::from_data(batch), &options).map_err(storage))
+    }
+
+    fn recorded(&self) -> Result<std::sync::MutexGuard<'_, Option<Vec<Vec<u8>>>>> {
+        self.handle.recorded.lock().map_err(|_| Error::internal("the store's recording lock is poisoned"))
     }
 
     pub fn wal_syncer(&self) -> WalSyncer {
@@ -447,6 +479,9 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
         let StoreBatch { inner, cached, cleared, .. } = batch;
+        if let Some(recorded) = self.recorded()?.as_mut() {
+            recorded.push(inner.data().to_vec());
+        }
         // Readers that start before the write completes must not fill the cache with
         // what they read (it may be the value this write replaces).
         self.handle.cache()?.begin_write();
@@ -660,5 +695,44 @@ mod tests {
         store.write(batch).unwrap();
         assert!(store.scan_prefix(CF_ROWS, b"\x00\x01").unwrap().is_empty());
         assert_eq!(store.scan_prefix(CF_ROWS, b"\x00\x02").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn recorded_batches_written_again_give_the_same_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut before = store.batch();
+        before.put(CF_STATE, b"early", b"not recorded").unwrap();
+        store.write(before).unwrap();
+        store.record_writes().unwrap();
+        let mut first = store.batch();
+        first.put(CF_STATE, b"a", b"1").unwrap();
+        first.put(CF_TIMERS, b"t", b"row").unwrap();
+        store.write(first).unwrap();
+        let mut second = store.batch();
+        second.delete(CF_TIMERS, b"t").unwrap();
+        second.put(CF_STATE, b"b", b"2").unwrap();
+        second.delete_prefix(CF_ROWS, b"x").unwrap();
+        store.write(second).unwrap();
+        let recorded = store.take_recorded_writes().unwrap();
+        assert_eq!(recorded.len(), 2);
+        // Recording stopped with the take.
+        let mut after = store.batch();
+        after.put(CF_STATE, b"late", b"not recorded").unwrap();
+        store.write(after).unwrap();
+        assert!(store.take_recorded_writes().unwrap().is_empty());
+
+        let copy_dir = tempfile::tempdir().expect("tempdir");
+        let copy = Store::open(copy_dir.path()).expect("open copy");
+        for batch in &recorded {
+            copy.write_recorded(batch).unwrap();
+        }
+        assert_eq!(
+            copy.scan_prefix(CF_STATE, b"").unwrap(),
+            vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec()),]
+        );
+        assert!(copy.scan_prefix(CF_TIMERS, b"").unwrap().is_empty());
+        // A damaged batch is an error, not a crash.
+        assert!(copy.write_recorded(b"\x01\x02").is_err());
     }
 }

@@ -7,7 +7,15 @@
 //! ```sh
 //! SEGSTREAM_BENCH_USERS=1000000 SEGSTREAM_BENCH_EVENTS=2000000 cargo bench -p segstream --bench throughput
 //! SEGSTREAM_BENCH_SEGMENTS=all cargo bench -p segstream --bench throughput   # all seven segments
+//! SEGSTREAM_BENCH_STORAGE_FLOOR=1 cargo bench -p segstream --bench throughput # + storage alone
 //! ```
+//!
+//! With `SEGSTREAM_BENCH_STORAGE_FLOOR=1` the engine's write batches are recorded and,
+//! after the run, written again in the same order into an empty store with the same
+//! options and syncs: the events/s of RocksDB alone doing exactly the engine's writes,
+//! with no operator work and no reads. No change to the operators can make the engine
+//! faster than that, short of writing less. (Recording keeps every batch in memory, so
+//! the peak RSS of such a run is not the engine's.)
 
 /// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
 #[global_allocator]
@@ -61,6 +69,10 @@ fn main() {
         .expect("workload schema");
     // `core`: the three segments of the incremental-core issue; `all`: the seven.
     let all_seven = std::env::var("SEGSTREAM_BENCH_SEGMENTS").is_ok_and(|v| v == "all");
+    let storage_floor = std::env::var("SEGSTREAM_BENCH_STORAGE_FLOOR").is_ok_and(|v| v == "1");
+    if storage_floor {
+        engine.record_store_writes().expect("recording");
+    }
     let core = ["pricing_hot", "recent_buyers", "rfm_champions"];
     let mut segments = Vec::new();
     let definitions = include_str!("../../../sql-examples/workload/segments.sql");
@@ -88,6 +100,14 @@ fn main() {
         }
     }
 
+    let setup_writes = if storage_floor {
+        let setup = engine.take_recorded_store_writes().expect("recorded setup");
+        engine.record_store_writes().expect("recording");
+        setup
+    } else {
+        Vec::new()
+    };
+
     // Generating events is the client's work, not the engine's: its time is measured and
     // taken out of both the wall time and the process's CPU time (the generator runs on
     // this thread, CPU-bound, so its wall time is its CPU time).
@@ -111,6 +131,7 @@ fn main() {
     let changes = engine.change_records().map(|r| r.len()).unwrap_or(0);
     let cache = engine.state_cache_stats().expect("cache stats");
     let passes = engine.timer_pass_stats();
+    let run_writes = engine.take_recorded_store_writes().expect("recorded run");
     drop(engine);
     let disk = dir_bytes(dir.path());
     // Recovery: reopen the data directory as a restart after a crash would (the memtable
@@ -160,6 +181,39 @@ fn main() {
         wal as f64 / (1024.0 * 1024.0),
         opened.as_secs_f64() * 1e3,
         recovered.as_secs_f64() * 1e3
+    );
+    if storage_floor {
+        storage_alone(events, &setup_writes, &run_writes);
+    }
+}
+
+/// Writes the recorded batches into an empty store: the setup's untimed and compacted, the run's
+/// timed (wall and CPU of the whole process, RocksDB's background work included), and
+/// prints the events/s this storage work alone allows.
+fn storage_alone(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = segstream_state::Store::open(dir.path()).expect("store opens");
+    for batch in setup {
+        store.write_recorded(batch).expect("setup batch");
+    }
+    // The setup's flushes and compactions are done before the clock starts, so none of
+    // their background work is counted (a floor errs low, not high).
+    store.compact().expect("compaction after the setup");
+    let started = Instant::now();
+    let cpu_started = process_cpu_seconds();
+    for batch in run {
+        store.write_recorded(batch).expect("recorded batch");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_started;
+    let bytes: usize = run.iter().map(Vec::len).sum();
+    println!(
+        "storage alone: the run's {} write batches ({:.1} MiB) written again into an empty store \
+         in {elapsed:.2} s: {:.0} events/s, {:.0} events per CPU-second",
+        run.len(),
+        bytes as f64 / (1024.0 * 1024.0),
+        events as f64 / elapsed,
+        events as f64 / cpu
     );
 }
 
