@@ -519,6 +519,62 @@ impl Store {
     }
 }
 
+/// What recorded batches (see [`Store::record_writes`]) hold for one column family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FamilyWrites {
+    pub family: String,
+    pub puts: u64,
+    pub deletes: u64,
+    /// Key bytes of the puts and deletes together.
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+}
+
+/// Puts and point deletes per column family in recorded batches (range deletions are
+/// not counted), in the order of [`FAMILIES`]. A batch names a family by its id, the
+/// order in which the store created it: this reads ids as a store created by this
+/// version numbers them (the default family 0, then [`FAMILIES`] in order).
+pub fn count_recorded_writes(batches: &[Vec<u8>]) -> Vec<FamilyWrites> {
+    struct Counter(Vec<FamilyWrites>);
+    impl Counter {
+        fn slot(&mut self, cf_id: u32) -> &mut FamilyWrites {
+            let i = cf_id as usize;
+            if self.0.len() <= i {
+                self.0.resize_with(i + 1, FamilyWrites::default);
+            }
+            let slot = &mut self.0[i];
+            if slot.family.is_empty() {
+                slot.family = match i {
+                    0 => "default".to_string(),
+                    i => FAMILIES.get(i - 1).map_or_else(|| format!("family #{i}"), |f| f.to_string()),
+                };
+            }
+            slot
+        }
+    }
+    impl rocksdb::WriteBatchIteratorCf for Counter {
+        fn put_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            let slot = self.slot(cf_id);
+            slot.puts += 1;
+            slot.key_bytes += key.len() as u64;
+            slot.value_bytes += value.len() as u64;
+        }
+        fn delete_cf(&mut self, cf_id: u32, key: &[u8]) {
+            let slot = self.slot(cf_id);
+            slot.deletes += 1;
+            slot.key_bytes += key.len() as u64;
+        }
+        fn merge_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            self.put_cf(cf_id, key, value);
+        }
+    }
+    let mut counter = Counter(Vec::new());
+    for batch in batches {
+        WriteBatch::from_data(batch).iterate_cf(&mut counter);
+    }
+    counter.0.into_iter().filter(|f| f.puts + f.deletes > 0).collect()
+}
+
 /// The changes of one statement, applied together by [`Store::write`].
 pub struct StoreBatch<'a> {
     store: &'a Store,
@@ -716,6 +772,9 @@ mod tests {
         store.write(second).unwrap();
         let recorded = store.take_recorded_writes().unwrap();
         assert_eq!(recorded.len(), 2);
+        let counts: Vec<(String, u64, u64)> =
+            count_recorded_writes(&recorded).into_iter().map(|f| (f.family, f.puts, f.deletes)).collect();
+        assert_eq!(counts, vec![(CF_STATE.to_string(), 2, 0), (CF_TIMERS.to_string(), 1, 1)]);
         // Recording stopped with the take.
         let mut after = store.batch();
         after.put(CF_STATE, b"late", b"not recorded").unwrap();

@@ -207,6 +207,17 @@ fn storage_alone(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds() - cpu_started;
     let bytes: usize = run.iter().map(Vec::len).sum();
+    for f in segstream_state::count_recorded_writes(run) {
+        println!(
+            "  {}: {} puts, {} deletes ({:.2} per event), keys {:.0} bytes on average, values {:.0} bytes per put",
+            f.family,
+            f.puts,
+            f.deletes,
+            (f.puts + f.deletes) as f64 / events as f64,
+            f.key_bytes as f64 / (f.puts + f.deletes).max(1) as f64,
+            f.value_bytes as f64 / f.puts.max(1) as f64
+        );
+    }
     println!(
         "storage alone: the run's {} write batches ({:.1} MiB) written again into an empty store \
          in {elapsed:.2} s: {:.0} events/s, {:.0} events per CPU-second",
