@@ -135,6 +135,7 @@ impl Engine {
         engine.reload_catalog()?;
         engine.migrate_event_keys()?;
         engine.build_dataflows()?;
+        engine.upgrade_join_state()?;
         Ok(engine)
     }
 

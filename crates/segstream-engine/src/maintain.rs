@@ -38,6 +38,11 @@ pub(crate) fn seq_key(log_id: u64) -> Vec<u8> {
     key
 }
 
+/// Where `meta` records the layout of join state, and the layout this version writes:
+/// each side's rows under one join key as one value.
+const META_JOIN_LAYOUT: &str = "join_layout";
+const JOIN_ARRANGEMENT_PER_KEY: u64 = 2;
+
 impl Engine {
     /// Builds the running operators of every segment that can be maintained, parents first.
     /// A segment whose maintained state was never started (its creation was cut short
@@ -55,6 +60,23 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Rewrites join state kept one row per key (data directories written before join
+    /// arrangements became one value per key) once, at open; a marker in `meta` says it
+    /// is done.
+    pub(crate) fn upgrade_join_state(&mut self) -> Result<()> {
+        if self.store.meta_u64(META_JOIN_LAYOUT)? == Some(JOIN_ARRANGEMENT_PER_KEY) {
+            return Ok(());
+        }
+        let mut cx = StepContext::new(&self.store, self.clock.manual);
+        for df in self.dataflows.values() {
+            df.upgrade_layout(&mut cx)?;
+        }
+        let mut batch = self.store.batch();
+        cx.write_to(&mut batch)?;
+        batch.put_u64(CF_META, META_JOIN_LAYOUT.as_bytes(), JOIN_ARRANGEMENT_PER_KEY)?;
+        self.store.write(batch)
     }
 
     /// Segments in an order where each comes after the segments it reads. Every step

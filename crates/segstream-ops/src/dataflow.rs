@@ -188,6 +188,18 @@ impl SegmentDataflow {
         }
     }
 
+    /// Rewrites the state of this segment's joins that a data directory still keeps in
+    /// an older layout (see `Join::upgrade_layout`); returns how many rows moved.
+    pub fn upgrade_layout(&self, cx: &mut StepContext) -> Result<usize> {
+        let mut moved = 0;
+        for (node, _, _) in &self.nodes {
+            if let Node::Join(join) = node {
+                moved += join.upgrade_layout(cx)?;
+            }
+        }
+        Ok(moved)
+    }
+
     /// The relations this segment's sources read.
     pub fn reads(&self) -> &[String] {
         &self.reads

@@ -50,10 +50,76 @@ pub struct Join {
 
 /// One stored row of an arrangement.
 struct Entry {
+    /// The row as stored (`codec::encode_row`): what identifies it under its key.
+    bytes: Vec<u8>,
     row: Vec<ScalarValue>,
     weight: i64,
     /// Left rows: the summed weight of matching right rows.
     matches: i64,
+}
+
+/// The rows one side holds under one join key, kept in state as one value: a key with
+/// no rows is a point look-up (answered by the hot-state cache or a Bloom filter), not
+/// an iterator seek, and a step rewrites each key it changes once.
+#[derive(Default)]
+struct Arrangement {
+    /// In order of their stored bytes.
+    entries: Vec<Entry>,
+    /// Changed by this step: written back at its end.
+    changed: bool,
+}
+
+impl Arrangement {
+    fn decode(value: Option<&[u8]>, schema: &SchemaRef) -> Result<Self> {
+        let mut entries = Vec::new();
+        if let Some(value) = value {
+            let mut r = ByteReader::new(value);
+            while !r.is_done() {
+                let bytes = r.bytes()?.to_vec();
+                let row = decode_row(schema, &bytes)?;
+                entries.push(Entry { bytes, row, weight: r.i64()?, matches: r.i64()? });
+            }
+        }
+        Ok(Self { entries, changed: false })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut w = ByteWriter::default();
+        for e in &self.entries {
+            w.bytes(&e.bytes).i64(e.weight).i64(e.matches);
+        }
+        w.0
+    }
+
+    /// A row's (weight, matches), zero when the key does not hold it.
+    fn counts(&self, bytes: &[u8]) -> (i64, i64) {
+        match self.entries.binary_search_by(|e| e.bytes.as_slice().cmp(bytes)) {
+            Ok(i) => (self.entries[i].weight, self.entries[i].matches),
+            Err(_) => (0, 0),
+        }
+    }
+
+    /// Adds `weight` to a row; `matches` replaces a left row's match count (right rows
+    /// keep none). A row whose weight reaches zero is gone.
+    fn add(&mut self, bytes: Vec<u8>, row: &[ScalarValue], weight: i64, matches: Option<i64>) {
+        self.changed = true;
+        match self.entries.binary_search_by(|e| e.bytes.as_slice().cmp(&bytes)) {
+            Ok(i) => {
+                let entry = &mut self.entries[i];
+                entry.weight += weight;
+                if let Some(m) = matches {
+                    entry.matches = m;
+                }
+                if entry.weight == 0 {
+                    self.entries.remove(i);
+                }
+            }
+            Err(i) if weight != 0 => self
+                .entries
+                .insert(i, Entry { bytes, row: row.to_vec(), weight, matches: matches.unwrap_or(0) }),
+            Err(_) => {}
+        }
+    }
 }
 
 /// A left row's state when the step first touched it.
@@ -64,8 +130,17 @@ struct Touched {
     null_keyed: bool,
 }
 
-const LEFT: u8 = b'L';
-const RIGHT: u8 = b'R';
+/// A left row: its join key (the arrangement's) and its stored bytes.
+type LeftRowId = (Vec<u8>, Vec<u8>);
+
+const LEFT: u8 = b'l';
+const RIGHT: u8 = b'r';
+/// Where data directories written before arrangements became one value per key keep a
+/// side's rows, one key per row: rewritten by [`Join::upgrade_layout`].
+const ROW_KEYED_LEFT: u8 = b'L';
+const ROW_KEYED_RIGHT: u8 = b'R';
+/// A row of the old layout: its bytes, weight and matches.
+type RowKeyedEntry = (Vec<u8>, i64, i64);
 /// Right rows in total, and right rows whose key has a NULL (NOT IN's bookkeeping).
 const TOTALS: u8 = b'T';
 
@@ -102,13 +177,42 @@ impl Join {
         let mut out = Output::default();
         let mut touched = BTreeMap::new();
         let before = self.totals(cx)?;
+        let right_keys = if right.is_empty() { Vec::new() } else { self.keys(&self.right_keys, &right)? };
+        let left_keys = if left.is_empty() { Vec::new() } else { self.keys(&self.left_keys, &left)? };
+        // Every arrangement the step meets, each read once: right rows meet the left
+        // rows of their key, left rows the right rows of theirs, and each side's rows
+        // change their own. A left row with a NULL key is kept under `null_key`.
+        let both = right_keys.iter().chain(&left_keys).flatten();
+        let null_keyed_left = left_keys.iter().any(Option::is_none).then(null_key);
+        let mut lefts = self.load(LEFT, both.clone().chain(null_keyed_left.as_ref()), cx)?;
+        let mut rights = self.load(RIGHT, both, cx)?;
+        let mut totals = before;
         if !right.is_empty() {
-            self.apply_right(&right, cx, &mut out, &mut touched)?;
+            self.apply_right(
+                &right,
+                &right_keys,
+                &mut lefts,
+                &mut rights,
+                &mut totals,
+                &mut out,
+                &mut touched,
+            )?;
+            self.set_totals(totals, cx);
         }
         if !left.is_empty() {
-            self.apply_left(&left, cx, &mut out, &mut touched)?;
+            self.apply_left(&left, &left_keys, &mut lefts, &rights, &mut out, &mut touched)?;
         }
-        let after = self.totals(cx)?;
+        for (side, arrangements) in [(LEFT, &lefts), (RIGHT, &rights)] {
+            for (key, arrangement) in arrangements.iter().filter(|(_, a)| a.changed) {
+                let k = self.arrangement_key(side, key);
+                if arrangement.entries.is_empty() {
+                    cx.delete(CF_STATE, k);
+                } else {
+                    cx.put(CF_STATE, k, arrangement.encode());
+                }
+            }
+        }
+        let after = totals;
         if self.null_aware
             && self.kind == JoinKind::LeftAnti
             && unknown_status(before) != unknown_status(after)
@@ -117,22 +221,29 @@ impl Join {
             let mut prefix = self.prefix.clone();
             prefix.push(LEFT);
             for (k, v) in cx.scan_prefix(CF_STATE, &prefix)? {
-                if let std::collections::btree_map::Entry::Vacant(slot) = touched.entry(k) {
-                    let entry = self.decode_entry(slot.key(), &v)?;
-                    let null_keyed = self.is_null_keyed(slot.key());
-                    slot.insert(Touched {
-                        row: entry.row,
-                        weight: entry.weight,
-                        matches: entry.matches,
-                        null_keyed,
-                    });
+                let key = k.get(prefix.len() + 4..).ok_or_else(|| Error::storage("a join key is damaged"))?;
+                for entry in Arrangement::decode(Some(&v), &self.left_schema)?.entries {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        touched.entry((key.to_vec(), entry.bytes))
+                    {
+                        slot.insert(Touched {
+                            row: entry.row,
+                            weight: entry.weight,
+                            matches: entry.matches,
+                            null_keyed: key == null_key().as_slice(),
+                        });
+                    }
                 }
             }
         }
         // Each touched left row's own output (semi, anti, NULL-padded outer row) before
-        // and after the step; the difference is the delta.
-        for (k, old) in touched {
-            let (weight, matches) = self.stored_counts(&k, cx)?;
+        // and after the step; the difference is the delta. A row found only by the scan
+        // above is unchanged.
+        for ((key, bytes), old) in touched {
+            let (weight, matches) = match lefts.get(&key) {
+                Some(arrangement) => arrangement.counts(&bytes),
+                None => (old.weight, old.matches),
+            };
             let was = self.left_output(old.weight, old.matches, before, old.null_keyed);
             let is = self.left_output(weight, matches, after, old.null_keyed);
             if was != is {
@@ -142,6 +253,46 @@ impl Join {
         }
         let batch = rows_to_batch(&self.output, &out.rows)?;
         DeltaBatch::new(batch, out.weights)?.consolidate()
+    }
+
+    /// Rewrites a data directory's arrangements kept one row per key (before they became
+    /// one value per key) in the current layout. Returns how many rows moved; a store
+    /// with none costs two empty seeks.
+    pub fn upgrade_layout(&self, cx: &mut StepContext) -> Result<usize> {
+        let mut moved = 0;
+        for (old_side, side) in [(ROW_KEYED_LEFT, LEFT), (ROW_KEYED_RIGHT, RIGHT)] {
+            let schema = if side == LEFT { &self.left_schema } else { &self.right_schema };
+            let mut prefix = self.prefix.clone();
+            prefix.push(old_side);
+            // Old keys: prefix, the join key's length (u32, big-endian), the join key,
+            // the row's bytes; values: weight and matches.
+            let mut rows: BTreeMap<Vec<u8>, Vec<RowKeyedEntry>> = BTreeMap::new();
+            for (stored_key, value) in cx.scan_prefix(CF_STATE, &prefix)? {
+                let damaged = || Error::storage("a join entry's key is damaged");
+                let key_at = prefix.len() + 4;
+                let len = stored_key
+                    .get(prefix.len()..key_at)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(damaged)? as usize;
+                let key = stored_key.get(key_at..key_at + len).ok_or_else(damaged)?.to_vec();
+                let bytes = stored_key.get(key_at + len..).ok_or_else(damaged)?.to_vec();
+                let mut r = ByteReader::new(&value);
+                rows.entry(key).or_default().push((bytes, r.i64()?, r.i64()?));
+                cx.delete(CF_STATE, stored_key);
+                moved += 1;
+            }
+            for (key, rows) in rows {
+                let k = self.arrangement_key(side, &key);
+                let mut arrangement = Arrangement::decode(cx.get(CF_STATE, &k)?.as_deref(), schema)?;
+                for (bytes, weight, matches) in rows {
+                    let row = decode_row(schema, &bytes)?;
+                    arrangement.add(bytes, &row, weight, Some(matches));
+                }
+                cx.put(CF_STATE, k, arrangement.encode());
+            }
+        }
+        Ok(moved)
     }
 
     /// The weight a left row contributes by itself: a semi join's matched row, an anti
@@ -164,38 +315,39 @@ impl Join {
 
     /// Right rows change: update the right arrangement; every stored left row with the
     /// same key meets them.
+    #[allow(clippy::too_many_arguments)]
     fn apply_right(
         &self,
         right: &DeltaBatch,
-        cx: &mut StepContext,
+        keys: &[Option<Vec<u8>>],
+        lefts: &mut HashMap<Vec<u8>, Arrangement>,
+        rights: &mut HashMap<Vec<u8>, Arrangement>,
+        (total, nulls): &mut (i64, i64),
         out: &mut Output,
-        touched: &mut BTreeMap<Vec<u8>, Touched>,
+        touched: &mut BTreeMap<LeftRowId, Touched>,
     ) -> Result<()> {
-        let keys = self.keys(&self.right_keys, right)?;
         let rows = rows_of(right)?;
-        let (mut total, mut nulls) = self.totals(cx)?;
-        // The stored left rows of each key among the step's right rows, read once; the
-        // right rows change only their match counts, kept here as they change.
-        let mut lefts = self.arrangements(LEFT, &keys, cx)?;
+        // The left rows of each key meet the step's right rows; they change only their
+        // match counts, kept in `lefts` as they change.
         let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
-            let entries = key.as_ref().map(|k| lefts[k].as_slice()).unwrap_or_default();
-            entries.iter().map(move |left| (left.row.as_slice(), row.as_slice()))
+            let entries = key.as_ref().and_then(|k| lefts.get(k)).map(|a| a.entries.as_slice());
+            entries.unwrap_or_default().iter().map(move |left| (left.row.as_slice(), row.as_slice()))
         }))?;
         let mut holds = holds.into_iter();
         for (i, row) in rows.iter().enumerate() {
             let w = right.weights[i];
-            total += w;
+            *total += w;
             let Some(key) = &keys[i] else {
-                nulls += w;
+                *nulls += w;
                 continue;
             };
-            self.add_to_arrangement(RIGHT, key, row, w, None, cx)?;
-            for left in lefts.get_mut(key).into_iter().flatten() {
+            rights.entry(key.clone()).or_default().add(encode_row(row)?, row, w, None);
+            let Some(arrangement) = lefts.get_mut(key) else { continue };
+            for left in &mut arrangement.entries {
                 if !holds.next().unwrap_or(false) {
                     continue;
                 }
-                let k = self.entry_key(LEFT, key, &left.row)?;
-                touched.entry(k.clone()).or_insert_with(|| Touched {
+                touched.entry((key.clone(), left.bytes.clone())).or_insert_with(|| Touched {
                     row: left.row.clone(),
                     weight: left.weight,
                     matches: left.matches,
@@ -205,12 +357,9 @@ impl Join {
                     out.push(concat(&left.row, row), left.weight * w);
                 }
                 left.matches += w;
-                let mut value = ByteWriter::default();
-                value.i64(left.weight).i64(left.matches);
-                cx.put(CF_STATE, k, value.0);
+                arrangement.changed = true;
             }
         }
-        self.set_totals(total, nulls, cx);
         Ok(())
     }
 
@@ -219,22 +368,23 @@ impl Join {
     fn apply_left(
         &self,
         left: &DeltaBatch,
-        cx: &mut StepContext,
+        keys: &[Option<Vec<u8>>],
+        lefts: &mut HashMap<Vec<u8>, Arrangement>,
+        rights: &HashMap<Vec<u8>, Arrangement>,
         out: &mut Output,
-        touched: &mut BTreeMap<Vec<u8>, Touched>,
+        touched: &mut BTreeMap<LeftRowId, Touched>,
     ) -> Result<()> {
-        let keys = self.keys(&self.left_keys, left)?;
         let rows = rows_of(left)?;
-        let rights = self.arrangements(RIGHT, &keys, cx)?;
         let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
-            let entries = key.as_ref().map(|k| rights[k].as_slice()).unwrap_or_default();
-            entries.iter().map(move |right| (row.as_slice(), right.row.as_slice()))
+            let entries = key.as_ref().and_then(|k| rights.get(k)).map(|a| a.entries.as_slice());
+            entries.unwrap_or_default().iter().map(move |right| (row.as_slice(), right.row.as_slice()))
         }))?;
         let mut holds = holds.into_iter();
         for (i, row) in rows.into_iter().enumerate() {
             let w = left.weights[i];
             let mut matches = 0;
-            for right in keys[i].as_ref().and_then(|k| rights.get(k)).into_iter().flatten() {
+            let entries = keys[i].as_ref().and_then(|k| rights.get(k)).map(|a| a.entries.as_slice());
+            for right in entries.unwrap_or_default() {
                 if holds.next().unwrap_or(false) {
                     matches += right.weight;
                     if matches!(self.kind, JoinKind::Inner | JoinKind::LeftOuter) {
@@ -245,12 +395,13 @@ impl Join {
             // A row whose key has a NULL is kept under bytes no right row has.
             let null_keyed = keys[i].is_none();
             let key = keys[i].clone().unwrap_or_else(null_key);
-            let k = self.entry_key(LEFT, &key, &row)?;
-            if let std::collections::btree_map::Entry::Vacant(slot) = touched.entry(k) {
-                let (weight, old_matches) = self.stored_counts(slot.key(), cx)?;
+            let bytes = encode_row(&row)?;
+            let arrangement = lefts.entry(key.clone()).or_default();
+            if let std::collections::btree_map::Entry::Vacant(slot) = touched.entry((key, bytes.clone())) {
+                let (weight, old_matches) = arrangement.counts(&bytes);
                 slot.insert(Touched { row: row.clone(), weight, matches: old_matches, null_keyed });
             }
-            self.add_to_arrangement(LEFT, &key, &row, w, Some(matches), cx)?;
+            arrangement.add(bytes, &row, w, Some(matches));
         }
         Ok(())
     }
@@ -304,7 +455,8 @@ impl Join {
             .collect()
     }
 
-    fn entry_prefix(&self, side: u8, key: &[u8]) -> Vec<u8> {
+    /// Where one side's rows under one join key are stored.
+    fn arrangement_key(&self, side: u8, key: &[u8]) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.push(side);
         k.extend_from_slice(&(key.len() as u32).to_be_bytes());
@@ -312,43 +464,34 @@ impl Join {
         k
     }
 
-    fn entry_key(&self, side: u8, key: &[u8], row: &[ScalarValue]) -> Result<Vec<u8>> {
-        let mut k = self.entry_prefix(side, key);
-        k.extend_from_slice(&encode_row(row)?);
-        Ok(k)
-    }
-
-    fn is_null_keyed(&self, stored_key: &[u8]) -> bool {
-        let at = self.prefix.len() + 1;
-        stored_key.get(at + 4..at + 6) == Some(&null_key()[..])
-    }
-
-    /// Adds `weight` to a stored row; `matches` replaces a left row's match count
-    /// (right rows keep none).
-    fn add_to_arrangement(
+    /// The arrangements of one side under each of `keys`, each read once, all with one
+    /// look-up of the step's writes and the store.
+    fn load<'k>(
         &self,
         side: u8,
-        key: &[u8],
-        row: &[ScalarValue],
-        weight: i64,
-        matches: Option<i64>,
-        cx: &mut StepContext,
-    ) -> Result<()> {
-        let k = self.entry_key(side, key, row)?;
-        let (old_weight, old_matches) = self.stored_counts(&k, cx)?;
-        let total = old_weight + weight;
-        if total == 0 {
-            cx.delete(CF_STATE, k);
-        } else {
-            let mut w = ByteWriter::default();
-            w.i64(total).i64(matches.unwrap_or(old_matches));
-            cx.put(CF_STATE, k, w.0);
+        keys: impl Iterator<Item = &'k Vec<u8>>,
+        cx: &StepContext,
+    ) -> Result<HashMap<Vec<u8>, Arrangement>> {
+        let mut unique: Vec<Vec<u8>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for key in keys {
+            if seen.insert(key.as_slice()) {
+                unique.push(key.clone());
+            }
         }
-        Ok(())
+        let stored_keys: Vec<Vec<u8>> = unique.iter().map(|k| self.arrangement_key(side, k)).collect();
+        let schema = if side == LEFT { &self.left_schema } else { &self.right_schema };
+        unique
+            .into_iter()
+            .zip(cx.get_many(CF_STATE, &stored_keys)?)
+            .map(|(key, value)| Ok((key, Arrangement::decode(value.as_deref(), schema)?)))
+            .collect()
     }
 
-    fn stored_counts(&self, k: &[u8], cx: &StepContext) -> Result<(i64, i64)> {
-        Ok(match cx.get(CF_STATE, k)? {
+    fn totals(&self, cx: &StepContext) -> Result<(i64, i64)> {
+        let mut k = self.prefix.clone();
+        k.push(TOTALS);
+        Ok(match cx.get(CF_STATE, &k)? {
             Some(v) => {
                 let mut r = ByteReader::new(&v);
                 (r.i64()?, r.i64()?)
@@ -357,66 +500,13 @@ impl Join {
         })
     }
 
-    /// The rows stored on one side under one key.
-    fn arrangement(&self, side: u8, key: &[u8], cx: &StepContext) -> Result<Vec<Entry>> {
-        let prefix = self.entry_prefix(side, key);
-        let schema = if side == LEFT { &self.left_schema } else { &self.right_schema };
-        cx.scan_prefix(CF_STATE, &prefix)?
-            .into_iter()
-            .map(|(k, v)| decode_entry_at(&k, prefix.len(), &v, schema))
-            .collect()
-    }
-
-    /// The rows stored on one side under each of `keys` (NULL keys skipped), each key
-    /// read once.
-    fn arrangements(
-        &self,
-        side: u8,
-        keys: &[Option<Vec<u8>>],
-        cx: &StepContext,
-    ) -> Result<HashMap<Vec<u8>, Vec<Entry>>> {
-        let mut out = HashMap::new();
-        for key in keys.iter().flatten() {
-            if !out.contains_key(key) {
-                out.insert(key.clone(), self.arrangement(side, key, cx)?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// A left entry found by scanning the whole left side.
-    fn decode_entry(&self, stored_key: &[u8], value: &[u8]) -> Result<Entry> {
-        let at = self.prefix.len() + 1;
-        let len = stored_key
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(|| Error::storage("a join entry's key is damaged"))? as usize;
-        decode_entry_at(stored_key, at + 4 + len, value, &self.left_schema)
-    }
-
-    fn totals(&self, cx: &StepContext) -> Result<(i64, i64)> {
-        let mut k = self.prefix.clone();
-        k.push(TOTALS);
-        self.stored_counts(&k, cx)
-    }
-
-    fn set_totals(&self, total: i64, nulls: i64, cx: &mut StepContext) {
+    fn set_totals(&self, (total, nulls): (i64, i64), cx: &mut StepContext) {
         let mut k = self.prefix.clone();
         k.push(TOTALS);
         let mut w = ByteWriter::default();
         w.i64(total).i64(nulls);
         cx.put(CF_STATE, k, w.0);
     }
-}
-
-fn decode_entry_at(stored_key: &[u8], row_at: usize, value: &[u8], schema: &SchemaRef) -> Result<Entry> {
-    let row = decode_row(
-        schema,
-        stored_key.get(row_at..).ok_or_else(|| Error::storage("a join entry is damaged"))?,
-    )?;
-    let mut r = ByteReader::new(value);
-    Ok(Entry { row, weight: r.i64()?, matches: r.i64()? })
 }
 
 #[derive(Default)]
@@ -550,5 +640,47 @@ mod tests {
         assert_eq!(keys(&out), vec![("a".into(), -1)], "a NULL in the set makes every row unknown");
         let out = j.step(delta(&l, &[]), delta(&r, &[(None, 1, -1), (Some("z"), 1, -1)]), &mut cx).unwrap();
         assert_eq!(keys(&out), vec![("NULL".into(), 1), ("a".into(), 1)]);
+    }
+
+    #[test]
+    fn row_keyed_state_of_older_data_directories_is_rewritten_and_then_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let j = join(JoinKind::LeftAnti, false);
+        let (l, r) = (side("l"), side("r"));
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        // What an older version stored, one key per row: left rows (a, 5) and (b, 5),
+        // right row (b, 6), which matches b's left row.
+        let old_key = |side: u8, key: &str, v: i64| {
+            let value = ScalarValue::Utf8(Some(key.to_string()));
+            let mut join_key = Vec::new();
+            encode_sortable(&value, &mut join_key).unwrap();
+            let mut k = vec![1, 2, 3, side];
+            k.extend_from_slice(&(join_key.len() as u32).to_be_bytes());
+            k.extend_from_slice(&join_key);
+            k.extend_from_slice(&encode_row(&[value, ScalarValue::Int64(Some(v))]).unwrap());
+            k
+        };
+        let counts = |weight: i64, matches: i64| {
+            let mut w = ByteWriter::default();
+            w.i64(weight).i64(matches);
+            w.0
+        };
+        cx.put(CF_STATE, old_key(b'L', "a", 5), counts(1, 0));
+        cx.put(CF_STATE, old_key(b'L', "b", 5), counts(1, 1));
+        cx.put(CF_STATE, old_key(b'R', "b", 6), counts(1, 0));
+        assert_eq!(j.upgrade_layout(&mut cx).unwrap(), 3);
+        assert_eq!(j.upgrade_layout(&mut cx).unwrap(), 0, "nothing is left in the old layout");
+        assert!(cx.scan_prefix(CF_STATE, &[1, 2, 3, b'L']).unwrap().is_empty());
+        assert!(cx.scan_prefix(CF_STATE, &[1, 2, 3, b'R']).unwrap().is_empty());
+        // The join now reads them: b's match leaves, so b enters; a meets a right row
+        // that passes the residual (7 >= 5), so a leaves.
+        let out =
+            j.step(delta(&l, &[]), delta(&r, &[(Some("b"), 6, -1), (Some("a"), 7, 1)]), &mut cx).unwrap();
+        assert_eq!(keys(&out), vec![("a".into(), -1), ("b".into(), 1)]);
+        // A left row joining later meets the moved right rows: c has none, a has one.
+        let out =
+            j.step(delta(&l, &[(Some("a"), 6, 1), (Some("c"), 1, 1)]), delta(&r, &[]), &mut cx).unwrap();
+        assert_eq!(keys(&out), vec![("c".into(), 1)]);
     }
 }
