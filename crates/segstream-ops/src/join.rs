@@ -261,7 +261,7 @@ impl Join {
     pub fn upgrade_layout(&self, cx: &mut StepContext) -> Result<usize> {
         let mut moved = 0;
         for (old_side, side) in [(ROW_KEYED_LEFT, LEFT), (ROW_KEYED_RIGHT, RIGHT)] {
-            let schema = if side == LEFT { &self.left_schema } else { &self.right_schema };
+            let schema = self.side_schema(side);
             let mut prefix = self.prefix.clone();
             prefix.push(old_side);
             // Old keys: prefix, the join key's length (u32, big-endian), the join key,
@@ -455,6 +455,15 @@ impl Join {
             .collect()
     }
 
+    /// The schema of one side's rows.
+    fn side_schema(&self, side: u8) -> &SchemaRef {
+        if side == LEFT {
+            &self.left_schema
+        } else {
+            &self.right_schema
+        }
+    }
+
     /// Where one side's rows under one join key are stored.
     fn arrangement_key(&self, side: u8, key: &[u8]) -> Vec<u8> {
         let mut k = self.prefix.clone();
@@ -480,7 +489,7 @@ impl Join {
             }
         }
         let stored_keys: Vec<Vec<u8>> = unique.iter().map(|k| self.arrangement_key(side, k)).collect();
-        let schema = if side == LEFT { &self.left_schema } else { &self.right_schema };
+        let schema = self.side_schema(side);
         unique
             .into_iter()
             .zip(cx.get_many(CF_STATE, &stored_keys)?)
