@@ -8,6 +8,7 @@
 //! SEGSTREAM_BENCH_USERS=1000000 SEGSTREAM_BENCH_EVENTS=2000000 cargo bench -p segstream --bench throughput
 //! SEGSTREAM_BENCH_SEGMENTS=all cargo bench -p segstream --bench throughput   # all seven segments
 //! SEGSTREAM_BENCH_STORAGE_FLOOR=1 cargo bench -p segstream --bench throughput # + storage alone
+//! SEGSTREAM_BENCH_STORAGE_FLOOR=families cargo bench -p segstream --bench throughput # + per family
 //! ```
 //!
 //! With `SEGSTREAM_BENCH_STORAGE_FLOOR=1` the engine's write batches are recorded and,
@@ -69,7 +70,8 @@ fn main() {
         .expect("workload schema");
     // `core`: the three segments of the incremental-core issue; `all`: the seven.
     let all_seven = std::env::var("SEGSTREAM_BENCH_SEGMENTS").is_ok_and(|v| v == "all");
-    let storage_floor = std::env::var("SEGSTREAM_BENCH_STORAGE_FLOOR").is_ok_and(|v| v == "1");
+    let floor_mode = std::env::var("SEGSTREAM_BENCH_STORAGE_FLOOR").unwrap_or_default();
+    let storage_floor = floor_mode == "1" || floor_mode == "families";
     if storage_floor {
         engine.record_store_writes().expect("recording");
     }
@@ -185,14 +187,41 @@ fn main() {
     if storage_floor {
         storage_alone(events, &setup_writes, &run_writes);
     }
+    if floor_mode == "families" {
+        storage_by_family(events, &setup_writes, &run_writes);
+    }
 }
 
-/// Writes the recorded batches into an empty store: the setup's untimed and compacted, the run's
-/// timed (wall and CPU of the whole process, RocksDB's background work included), and
-/// prints the events/s this storage work alone allows.
-fn storage_alone(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = segstream_state::Store::open(dir.path()).expect("store opens");
+/// The storage floor again, once per group of writes left out: what each family's writes
+/// cost RocksDB is the difference from the whole floor (in CPU microseconds per event).
+fn storage_by_family(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
+    type Keep = fn(&str, bool) -> bool;
+    let variants: [(&str, Keep); 7] = [
+        ("everything", |_, _| true),
+        ("without events", |f, _| f != segstream_state::CF_ROWS),
+        ("without state", |f, _| f != segstream_state::CF_STATE),
+        ("without timers", |f, _| f != segstream_state::CF_TIMERS),
+        ("without timer deletes", |f, delete| !(f == segstream_state::CF_TIMERS && delete)),
+        ("without members", |f, _| f != segstream_state::CF_MEMBERS),
+        ("without changes", |f, _| f != segstream_state::CF_CHANGES),
+    ];
+    let mut whole = None;
+    for (name, keep) in variants {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = segstream_state::Store::open(dir.path()).expect("store opens");
+        let run: Vec<Vec<u8>> =
+            run.iter().map(|b| store.filter_recorded(b, &keep).expect("filtered batch")).collect();
+        let (_, cpu) = write_timed(&store, setup, &run);
+        let micros = cpu * 1e6 / events as f64;
+        let saved = whole.map_or(String::new(), |w: f64| format!(", {:.2} µs per event less", w - micros));
+        whole.get_or_insert(micros);
+        println!("storage alone, {name}: {micros:.2} CPU µs per event{saved}");
+    }
+}
+
+/// Writes `setup` (untimed, then compacted) and `run` (timed) into `store`: the run's wall
+/// and CPU seconds.
+fn write_timed(store: &segstream_state::Store, setup: &[Vec<u8>], run: &[Vec<u8>]) -> (f64, f64) {
     for batch in setup {
         store.write_recorded(batch).expect("setup batch");
     }
@@ -204,8 +233,16 @@ fn storage_alone(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
     for batch in run {
         store.write_recorded(batch).expect("recorded batch");
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_seconds() - cpu_started;
+    (started.elapsed().as_secs_f64(), process_cpu_seconds() - cpu_started)
+}
+
+/// Writes the recorded batches into an empty store: the setup's untimed and compacted, the run's
+/// timed (wall and CPU of the whole process, RocksDB's background work included), and
+/// prints the events/s this storage work alone allows.
+fn storage_alone(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = segstream_state::Store::open(dir.path()).expect("store opens");
+    let (elapsed, cpu) = write_timed(&store, setup, run);
     let bytes: usize = run.iter().map(Vec::len).sum();
     for f in segstream_state::count_recorded_writes(run) {
         println!(
