@@ -92,10 +92,7 @@ async fn json_and_arrow_rows_are_checked_row_by_row() {
     assert_eq!(report.accepted, 1);
     assert_eq!(
         report.rejected,
-        vec![RejectedRow {
-            index: 1,
-            reason: "column `amount`: the value does not convert to DOUBLE".into()
-        }]
+        vec![RejectedRow { index: 1, reason: "column `amount`: 'lots' does not convert to DOUBLE".into() }]
     );
 
     // An Arrow float column into an INT column: whole numbers convert, fractions are rejected.
@@ -171,4 +168,50 @@ async fn a_backfill_reports_its_progress_batch_by_batch() {
     let log = engine.changes_from("logins", 1).expect("log");
     assert_eq!(log.len(), 3, "{log:?}");
     assert!(log.iter().all(|c| c.kind == segstream_engine::ChangeKind::Entered));
+}
+
+/// INSERT checks its rows as an ingest call does (one check for both), but fails whole
+/// on the first bad row, naming it: nothing of a failed INSERT is stored.
+#[tokio::test]
+async fn insert_checks_rows_as_ingest_does_and_fails_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine =
+        Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("open");
+    engine.execute("CREATE TABLE counters (id TEXT PRIMARY KEY, n INT, at TIMESTAMP)").await.expect("table");
+    let e = engine
+        .execute("INSERT INTO counters VALUES ('a', 1, NULL), ('b', 2.5, NULL)")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("`counters`, row 2: column `n`: 2.5 does not fit INT"), "{e}");
+    let e = engine
+        .execute("INSERT INTO counters VALUES ('a', 99999999999, NULL)")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("`counters`, row 1: column `n`: 99999999999 does not convert to INT"), "{e}");
+    let e = engine
+        .execute("INSERT INTO counters VALUES ('a', 1, 'noon')")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("`counters`, row 1: column `at`: 'noon' does not convert to TIMESTAMP"), "{e}");
+    let e = engine
+        .execute("INSERT INTO counters (id, at) VALUES ('a', 1700000000)")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("integers are not read as times"), "{e}");
+    let e = engine.execute("INSERT INTO counters (n) VALUES (1)").await.expect_err("refused").to_string();
+    assert!(e.contains("`counters`, row 1: column `id` is NOT NULL but got no value"), "{e}");
+    // None of it was stored; good rows, converted, are.
+    engine
+        .execute("INSERT INTO counters VALUES ('a', 2.0, '2026-01-01 10:00:00'), ('b', '7', NULL)")
+        .await
+        .expect("good rows");
+    let outputs = engine.execute("SELECT id, n, at FROM counters ORDER BY id").await.expect("query");
+    let Some(segstream_engine::Output::Rows { batches, .. }) = outputs.last() else { panic!("{outputs:?}") };
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(batches).expect("table").to_string();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| a") || l.starts_with("| b")).collect();
+    assert_eq!(rows, ["| a  | 2 | 2026-01-01T10:00:00 |", "| b  | 7 |                     |"], "{text}");
 }

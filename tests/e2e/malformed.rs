@@ -150,7 +150,7 @@ const CASES: &[(&str, &str, u64, u64)] = &[
     ),
     (
         "INSERT INTO events VALUES ('x')",
-        "column `user_id` of `events` is NOT NULL",
+        "`events`, row 1: column `user_id` is NOT NULL",
         1,
         1,
     ),

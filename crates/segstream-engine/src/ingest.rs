@@ -186,7 +186,10 @@ fn as_batch(relation: &segstream_sql::Relation, (rows, rejected): Checked) -> Re
 /// Checks an Arrow batch against the relation's schema column by column: each column is
 /// cast to its declared type, and a row is rejected (with the first reason found) when
 /// a cast would change a value, a value does not convert, or a NOT NULL column is NULL.
-fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> Result<CheckedBatch> {
+pub(crate) fn rows_from_arrow(
+    relation: &segstream_sql::Relation,
+    batch: &RecordBatch,
+) -> Result<CheckedBatch> {
     let n = batch.num_rows();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(relation.schema.fields().len());
     // Per row, the first reason to reject it.
@@ -201,9 +204,10 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
         let target = field.data_type();
         if given.is_integer() && matches!(target, DataType::Timestamp(_, _) | DataType::Date32) {
             return Err(Error::invalid_input(format!(
-                "column `{}`: integers are not read as times (which unit?); send {} or text",
+                "column `{}`: integers are not read as times (which unit?); give a {} or text such as {}",
                 field.name(),
-                sql_type_name(target)
+                sql_type_name(target),
+                if *target == DataType::Date32 { "'2026-01-01'" } else { "'2026-01-01 10:00:00'" }
             )));
         }
         if given.is_floating() && (target.is_integer() || *target == DataType::Float32) {
@@ -250,14 +254,21 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
             None => new_null_array(field.data_type(), n),
         };
         if column.null_count() > 0 {
+            // Logical: a NULL literal's column (type Null) has no null buffer.
+            let given_nulls = given.map(|g| g.logical_nulls());
             for (i, slot) in reasons.iter_mut().enumerate() {
                 if slot.is_some() || column.is_valid(i) {
                     continue;
                 }
-                if given.is_some_and(|g| g.is_valid(i)) {
+                let given_valid = |nulls: &Option<_>| match nulls {
+                    Some(nulls) => datafusion::arrow::buffer::NullBuffer::is_valid(nulls, i),
+                    None => true,
+                };
+                if let Some(given) = given.filter(|_| given_nulls.as_ref().is_some_and(given_valid)) {
                     *slot = Some(format!(
-                        "column `{}`: the value does not convert to {}",
+                        "column `{}`: {} does not convert to {}",
                         field.name(),
+                        shown_value(given, i),
                         sql_type_name(field.data_type())
                     ));
                 } else if !field.is_nullable() {
@@ -300,6 +311,18 @@ fn rows_from_arrow(relation: &segstream_sql::Relation, batch: &RecordBatch) -> R
     )
     .map_err(|e| Error::internal(e.to_string()))?;
     Ok((rows, rejected))
+}
+
+/// A value as an error shows it: text quoted, and cut short when long.
+fn shown_value(array: &ArrayRef, row: usize) -> String {
+    let text = datafusion::arrow::util::display::array_value_to_string(array, row)
+        .unwrap_or_else(|_| "the value".to_string());
+    let cut: String = text.chars().take(40).collect();
+    let cut = if cut.len() < text.len() { format!("{cut}...") } else { cut };
+    match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => format!("'{cut}'"),
+        _ => cut,
+    }
 }
 
 fn rows_from_json(relation: &segstream_sql::Relation, objects: &[serde_json::Value]) -> Checked {

@@ -12,7 +12,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
 };
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, is_not_null};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrame;
@@ -337,17 +337,4 @@ fn distinct_rows(batch: &RecordBatch) -> Result<RecordBatch> {
     let keep: datafusion::arrow::array::BooleanArray =
         rows.iter().map(|r| Some(seen.insert(r.as_ref().to_vec()))).collect();
     filter_record_batch(batch, &keep).map_err(|e| Error::internal(e.to_string()))
-}
-
-/// Casts a column to a target type, failing on values that do not convert.
-pub(crate) fn cast_column(
-    array: &Arc<dyn Array>,
-    to: &DataType,
-) -> std::result::Result<Arc<dyn Array>, datafusion::arrow::error::ArrowError> {
-    if array.data_type() == to {
-        return Ok(Arc::clone(array));
-    }
-    // Not the "safe" cast, which turns a value that does not convert into NULL.
-    let options = datafusion::arrow::compute::CastOptions { safe: false, ..Default::default() };
-    datafusion::arrow::compute::cast_with_options(array, to, &options)
 }

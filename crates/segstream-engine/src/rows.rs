@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::TimestampNanosecondType;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{Field, Schema, TimestampNanosecondType};
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     ConflictTarget, Delete, FromTable, Ident, Insert, ObjectName, OnConflictAction, OnInsert,
@@ -23,9 +24,9 @@ use segstream_state::{CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::engine::Engine;
+use crate::ingest::rows_from_arrow;
 use crate::maintain::META_CLOCK;
 use crate::output::Output;
-use crate::query::cast_column;
 
 const META_NEXT_EVENT: &str = "next_event_seq";
 /// How stored events are keyed; absent in data directories that keyed them by arrival.
@@ -190,44 +191,35 @@ impl Engine {
             )));
         }
 
-        let mut rows: Vec<Vec<ScalarValue>> = Vec::new();
+        // The rows are checked as an ingest call checks them (the same conversions, the
+        // same refusals: an integer is not read as a time, a fraction not cut to an
+        // integer), but an INSERT is all or nothing: the first bad row fails it.
+        let mut checked = Vec::with_capacity(batches.len());
+        let mut before = 0;
         for batch in &batches {
-            let mut columns: Vec<Option<Arc<dyn Array>>> = vec![None; fields.len()];
-            for (source_index, &target) in targets.iter().take(given).enumerate() {
-                let field = &fields[target];
-                let cast = cast_column(batch.column(source_index), field.data_type()).map_err(|e| {
-                    Error::invalid_input(format!(
-                        "column `{}` of `{name}` is {}: {e}",
-                        field.name(),
-                        segstream_sql::schema::sql_type_name(field.data_type())
-                    ))
-                })?;
-                columns[target] = Some(cast);
+            let named: Vec<Field> = targets
+                .iter()
+                .take(given)
+                .enumerate()
+                .map(|(source, &target)| {
+                    Field::new(fields[target].name(), batch.column(source).data_type().clone(), true)
+                })
+                .collect();
+            let named = RecordBatch::try_new(Arc::new(Schema::new(named)), batch.columns()[..given].to_vec())
+                .map_err(|e| Error::internal(e.to_string()))?;
+            let (rows, rejected) = rows_from_arrow(&relation, &named)?;
+            if let Some(bad) = rejected.first() {
+                return Err(Error::invalid_input(format!(
+                    "`{name}`, row {}: {}",
+                    before + bad.index + 1,
+                    bad.reason
+                )));
             }
-            for row in 0..batch.num_rows() {
-                let number = rows.len() + 1;
-                let mut values = Vec::with_capacity(fields.len());
-                for (i, field) in fields.iter().enumerate() {
-                    let value = match &columns[i] {
-                        Some(array) => ScalarValue::try_from_array(array, row)
-                            .map_err(|e| Error::internal(e.to_string()))?,
-                        None => ScalarValue::try_from(field.data_type())
-                            .map_err(|e| Error::internal(e.to_string()))?,
-                    };
-                    if value.is_null() && !field.is_nullable() {
-                        return Err(Error::invalid_input(format!(
-                            "row {number}: column `{}` of `{name}` is NOT NULL but got no value",
-                            field.name()
-                        )));
-                    }
-                    values.push(value);
-                }
-                rows.push(values);
-            }
+            before += batch.num_rows();
+            checked.push(rows);
         }
-
-        let written =
-            self.write_rows(&relation, rows_to_batch(&relation.schema, &rows)?, keep_existing, Vec::new())?;
+        let rows = concat_batches(&relation.schema, &checked).map_err(|e| Error::internal(e.to_string()))?;
+        let written = self.write_rows(&relation, rows, keep_existing, Vec::new())?;
         Ok(Output::Done(format!("INSERT {written}")))
     }
 
