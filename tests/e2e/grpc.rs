@@ -492,6 +492,21 @@ async fn the_command_line_drives_a_server_and_metrics_count_it() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // A script runs a statement per call: what ran before a failing statement is
+    // printed, nothing after it runs, and the error points into the script.
+    let out = cli(&[
+        "sql",
+        "-e",
+        "SHOW SEGMENTS;\nCREATE SEGMENT s AS\n  SELECT DISTINCT user_id FROM events\n  ORDER BY user_id;\nSHOW STREAMS",
+    ]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.contains("recent_buyers"), "SHOW SEGMENTS ran and printed: {stdout}");
+    assert_eq!(stdout.matches(" row").count(), 1, "one result: SHOW STREAMS did not run: {stdout}");
+    assert!(stderr.contains("at line 4, column 3: ORDER BY"), "{stderr}");
+    assert!(stderr.contains("--> -e #1:4:3"), "{stderr}");
+    assert!(stderr.contains("4 |   ORDER BY user_id;\n  |   ^"), "{stderr}");
+
     let files = tempfile::tempdir().expect("tempdir");
     let ndjson = files.path().join("events.ndjson");
     let mut f = std::fs::File::create(&ndjson).expect("creates");

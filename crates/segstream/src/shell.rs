@@ -48,27 +48,58 @@ async fn run_embedded(engine: &mut Engine, origin: &str, text: &str) -> bool {
     true
 }
 
-/// The server runs the whole script as one call: its results are printed in order, or
-/// its error (which names the line and column in the script) with the line it points at.
+/// Each statement goes to the server as a call of its own, so the results of those
+/// before a failing one are printed (they are applied and durable) and nothing after it
+/// runs. The script is split here, with the same parser as the server's; a syntax error
+/// anywhere stops it before anything is sent. A server error's position, which is in the
+/// statement it was sent, is moved to the script's line and column.
 async fn run_remote(client: &mut Client, origin: &str, text: &str) -> bool {
-    match client.execute(pb::ExecuteRequest { sql: text.to_string() }).await {
-        Ok(response) => {
-            let response = response.into_inner();
-            for notice in &response.notices {
-                eprintln!("notice: {notice}");
-            }
-            for result in &response.results {
-                println!("{}\n", render(result));
-            }
-            true
+    let statements = match segstream_sql::parse_statements(text) {
+        Ok(s) => s,
+        Err(e) => {
+            report(origin, text, &e.to_string(), e.position());
+            return false;
         }
-        Err(status) => {
-            let message = describe(&status);
-            let position = position_in(&message);
-            report(origin, text, &message, position);
-            false
+    };
+    for statement in statements {
+        match client.execute(pb::ExecuteRequest { sql: statement.text.clone() }).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                for notice in &response.notices {
+                    eprintln!("notice: {notice}");
+                }
+                for result in &response.results {
+                    println!("{}\n", render(result));
+                }
+            }
+            Err(status) => {
+                let message = describe(&status);
+                let (message, position) = in_script(&message, statement.position);
+                report(origin, text, &message, position);
+                return false;
+            }
         }
     }
+    true
+}
+
+/// A server's message about one statement, with its position moved into the script where
+/// the statement starts at `start` (or pointing at the statement when it had none).
+fn in_script(message: &str, start: Option<Position>) -> (String, Option<Position>) {
+    let (Some(inner), Some(start)) = (position_in(message), start) else {
+        return (message.to_string(), position_in(message).or(start));
+    };
+    let outer = if inner.line == 1 {
+        Position::new(start.line, start.column + inner.column - 1)
+    } else {
+        Position::new(start.line + inner.line - 1, inner.column)
+    };
+    let message = message.replacen(
+        &format!(" at line {}, column {}", inner.line, inner.column),
+        &format!(" at line {}, column {}", outer.line, outer.column),
+        1,
+    );
+    (message, Some(outer))
 }
 
 /// `... at line 3, column 8: ...` in a server's message.
@@ -160,4 +191,26 @@ pub async fn interactive(target: &mut Target, describe_target: &str) -> anyhow::
 
 fn history_file() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".segstream_history"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_points_into_the_script() {
+        let start = Some(Position::new(4, 3));
+        // On the statement's first line, columns shift by where it starts.
+        let (message, at) = in_script("error at line 1, column 8: no such thing", start);
+        assert_eq!(
+            (message.as_str(), at),
+            ("error at line 4, column 10: no such thing", Some(Position::new(4, 10)))
+        );
+        // On a later line, only the line shifts.
+        let (message, at) = in_script("not supported in a segment at line 3, column 1: ORDER BY", start);
+        assert_eq!(message, "not supported in a segment at line 6, column 1: ORDER BY");
+        assert_eq!(at, Some(Position::new(6, 1)));
+        // Without a position, the statement's start.
+        assert_eq!(in_script("permission denied", start), ("permission denied".to_string(), start));
+    }
 }
