@@ -200,6 +200,8 @@ const CASES: &[(&str, &str, u64, u64)] = &[
     ("EXPLAIN CREATE STREAM s (a TEXT)", "SEGMENT after EXPLAIN CREATE", 1, 16),
     ("SHOW SEGMENTS extra", "end of statement", 1, 15),
     ("CREATE SEGMENT profiles AS SELECT user_id FROM events", "`profiles` is already the name of a table", 1, 16),
+    ("EXPLAIN CREATE OR REPLACE SEGMENT profiles AS SELECT user_id FROM events", "`profiles` is already the name of a table", 1, 35),
+    ("CREATE STREAM s (a TEXT PRIMARY KEY, ts TIMESTAMP)", "a stream is append-only and has no PRIMARY KEY (`a`)", 1, 18),
     ("CREATE SEGMENT s AS SELECT user_id FROM public.events", "names are not qualified", 1, 41),
     ("CREATE SEGMENT s AS SELECT FROM events", "at least one column", 1, 21),
     ("CREATE SEGMENT s AS SELECT user_id, COUNT(*) AS n FROM events GROUP BY ROLLUP (user_id)", "ROLLUP", 1, 63),

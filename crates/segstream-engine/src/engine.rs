@@ -309,7 +309,20 @@ impl Engine {
                 Ok(Output::Text(explain(relation)))
             }
             StatementKind::ExplainCreateSegment(c) => {
+                // What the CREATE would do: refused or skipped for a taken name, as the
+                // CREATE itself is (OR REPLACE replaces only a segment).
                 let mut catalog = self.catalog.clone();
+                let existing = catalog.get(&c.name.value).map(|r| r.kind);
+                if existing.is_some() && !(c.or_replace && existing == Some(ObjectKind::Segment)) {
+                    if self.skip_existing(&c.name, ObjectKind::Segment, c.if_not_exists)? {
+                        return Ok(Output::Text(format!(
+                            "CREATE SEGMENT would be skipped: segment {} already exists \
+                             (EXPLAIN SEGMENT {} shows its plan; CREATE OR REPLACE replaces it)",
+                            c.name, c.name
+                        )));
+                    }
+                    return Err(Error::internal("existing name neither skipped nor refused"));
+                }
                 if c.or_replace {
                     catalog.remove(&c.name.value);
                 }
