@@ -29,7 +29,8 @@ impl ChangeLogRetention {
 /// Changes looked at per page while finding the age cut.
 const PAGE: usize = 1024;
 
-fn first_kept_key(log_id: u64) -> Vec<u8> {
+/// `logstart/<log id>` in `meta`: the first sequence number a trimmed log still holds.
+pub(crate) fn first_kept_key(log_id: u64) -> Vec<u8> {
     let mut key = b"logstart/".to_vec();
     key.extend_from_slice(&log_id.to_be_bytes());
     key
@@ -187,6 +188,22 @@ mod tests {
         assert!(engine.changes_from("clicked", 1).expect("reads").is_empty());
         click(&mut engine, "d");
         assert_eq!(engine.changes_from("clicked", 1).expect("reads")[0].seq, 4, "numbering goes on");
+    }
+
+    /// Dropping a segment removes where its trimmed log starts, with the rest of it.
+    #[tokio::test]
+    async fn a_dropped_segment_leaves_no_log_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut engine = engine_with_segment(dir.path()).await;
+        for user in ["a", "b", "c"] {
+            click(&mut engine, user);
+        }
+        let log_id = engine.log_id("clicked").expect("log id");
+        let keep_one = ChangeLogRetention { max_changes: Some(1), ..Default::default() };
+        assert_eq!(engine.trim_change_logs(&keep_one).expect("trims"), 2);
+        assert!(engine.store.get(CF_META, &first_kept_key(log_id)).expect("reads").is_some());
+        engine.execute("DROP SEGMENT clicked").await.expect("drops");
+        assert_eq!(engine.store.get(CF_META, &first_kept_key(log_id)).expect("reads"), None);
     }
 
     #[tokio::test]

@@ -353,6 +353,7 @@ impl Engine {
                 }
             }
             cx.delete(CF_META, seq_key(log_id));
+            cx.delete(CF_META, crate::change_log_retention::first_kept_key(log_id));
         }
         cx.delete(CF_META, log_key(name).into_bytes());
         Ok(())
