@@ -241,9 +241,16 @@ impl Shared {
             }
             let counts = segments.entry(name.clone()).or_default();
             let mut next = from + 1;
+            // Replaying the log cannot follow a change it does not see as it was: one
+            // trimmed away before it was counted, or an entry FORGET KEY rewrote before it
+            // was counted (its erasing exit would then be subtracted alone). Then the
+            // members are counted from state instead.
+            let mut recount = false;
             while next <= last {
                 let Ok(page) = engine.changes_page(&name, next, 4096) else { break };
                 let Some(end) = page.last().map(|c| c.seq) else { break };
+                recount |= page.first().is_some_and(|c| c.seq != next)
+                    || page.iter().any(|c| c.kind == ChangeKind::Redacted);
                 for change in &page {
                     match change.kind {
                         ChangeKind::Entered => {
@@ -260,6 +267,11 @@ impl Shared {
                     }
                 }
                 next = end + 1;
+            }
+            if recount {
+                if let Ok(members) = engine.member_count(&name) {
+                    counts.members = members;
+                }
             }
             counted.insert(name, last);
         }
@@ -290,5 +302,31 @@ mod tests {
         assert_eq!(shared.metrics.wal_syncs.load(Ordering::Relaxed), syncs + 1, "one sync for three steps");
         shared.commit().await.expect("commits");
         assert_eq!(shared.metrics.wal_syncs.load(Ordering::Relaxed), syncs + 1, "nothing new: no sync");
+    }
+
+    /// The members gauge follows the log, and falls back to state where the log no longer
+    /// shows what happened: here an entry forgotten (rewritten as redacted) in the step
+    /// that made it, whose erasing exit alone would have been subtracted.
+    #[tokio::test]
+    async fn the_members_gauge_survives_a_key_forgotten_before_it_was_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = clicked(dir.path()).await;
+        let members = |shared: &Shared| shared.metrics.segments.lock().expect("metrics")["clicked"].members;
+        for user in ["a", "b"] {
+            let mut step = shared.step().await;
+            step.ingest("clicks", click(user)).expect("ingests");
+        }
+        assert_eq!(members(&shared), 2);
+        {
+            let mut step = shared.step().await;
+            step.ingest("clicks", click("c")).expect("ingests");
+            step.execute("FORGET KEY 'c'").await.expect("forgets");
+        }
+        assert_eq!(members(&shared), 2, "c entered and was erased in one step");
+        {
+            let mut step = shared.step().await;
+            step.execute("FORGET KEY 'a'").await.expect("forgets");
+        }
+        assert_eq!(members(&shared), 1, "a was counted, then erased");
     }
 }
