@@ -178,32 +178,28 @@ async fn insert_checks_rows_as_ingest_does_and_fails_whole() {
     let mut engine =
         Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("open");
     engine.execute("CREATE TABLE counters (id TEXT PRIMARY KEY, n INT, at TIMESTAMP)").await.expect("table");
-    let e = engine
-        .execute("INSERT INTO counters VALUES ('a', 1, NULL), ('b', 2.5, NULL)")
-        .await
-        .expect_err("refused")
-        .to_string();
-    assert!(e.contains("`counters`, row 2: column `n`: 2.5 does not fit INT"), "{e}");
-    let e = engine
-        .execute("INSERT INTO counters VALUES ('a', 99999999999, NULL)")
-        .await
-        .expect_err("refused")
-        .to_string();
-    assert!(e.contains("`counters`, row 1: column `n`: 99999999999 does not convert to INT"), "{e}");
-    let e = engine
-        .execute("INSERT INTO counters VALUES ('a', 1, 'noon')")
-        .await
-        .expect_err("refused")
-        .to_string();
-    assert!(e.contains("`counters`, row 1: column `at`: 'noon' does not convert to TIMESTAMP"), "{e}");
-    let e = engine
-        .execute("INSERT INTO counters (id, at) VALUES ('a', 1700000000)")
-        .await
-        .expect_err("refused")
-        .to_string();
-    assert!(e.contains("integers are not read as times"), "{e}");
-    let e = engine.execute("INSERT INTO counters (n) VALUES (1)").await.expect_err("refused").to_string();
-    assert!(e.contains("`counters`, row 1: column `id` is NOT NULL but got no value"), "{e}");
+    for (sql, error) in [
+        (
+            "INSERT INTO counters VALUES ('a', 1, NULL), ('b', 2.5, NULL)",
+            "`counters`, row 2: column `n`: 2.5 does not fit INT",
+        ),
+        (
+            "INSERT INTO counters VALUES ('a', 99999999999, NULL)",
+            "`counters`, row 1: column `n`: 99999999999 does not convert to INT",
+        ),
+        (
+            "INSERT INTO counters VALUES ('a', 1, 'noon')",
+            "`counters`, row 1: column `at`: 'noon' does not convert to TIMESTAMP",
+        ),
+        ("INSERT INTO counters (id, at) VALUES ('a', 1700000000)", "integers are not read as times"),
+        (
+            "INSERT INTO counters (n) VALUES (1)",
+            "`counters`, row 1: column `id` is NOT NULL but got no value",
+        ),
+    ] {
+        let e = engine.execute(sql).await.expect_err(sql).to_string();
+        assert!(e.contains(error), "{sql}: {e}");
+    }
     // None of it was stored; good rows, converted, are.
     engine
         .execute("INSERT INTO counters VALUES ('a', 2.0, '2026-01-01 10:00:00'), ('b', '7', NULL)")

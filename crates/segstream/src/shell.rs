@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use segstream_engine::Engine;
 use segstream_proto::display::render;
 use segstream_proto::v1 as pb;
+use segstream_sql::ast::Statement;
 use segstream_types::Position;
 
 use crate::remote::{describe, Client};
@@ -19,22 +20,24 @@ pub enum Target {
 impl Target {
     /// Runs a script's statements in order, printing each result; stops at the first
     /// error (reported with its position) and returns `false`.
+    /// The script is split here, with the same parser as a server's: a syntax error
+    /// anywhere stops it before anything runs.
     pub async fn run_script(&mut self, origin: &str, text: &str) -> bool {
+        let statements = match segstream_sql::parse_statements(text) {
+            Ok(s) => s,
+            Err(e) => {
+                report(origin, text, &e.to_string(), e.position());
+                return false;
+            }
+        };
         match self {
-            Self::Embedded(engine) => run_embedded(engine, origin, text).await,
-            Self::Remote(client) => run_remote(client, origin, text).await,
+            Self::Embedded(engine) => run_embedded(engine, origin, text, statements).await,
+            Self::Remote(client) => run_remote(client, origin, text, statements).await,
         }
     }
 }
 
-async fn run_embedded(engine: &mut Engine, origin: &str, text: &str) -> bool {
-    let statements = match segstream_sql::parse_statements(text) {
-        Ok(s) => s,
-        Err(e) => {
-            report(origin, text, &e.to_string(), e.position());
-            return false;
-        }
-    };
+async fn run_embedded(engine: &mut Engine, origin: &str, text: &str, statements: Vec<Statement>) -> bool {
     for statement in statements {
         match engine.execute_statement(&statement).await {
             Ok(output) => println!("{}\n", output.render()),
@@ -50,17 +53,9 @@ async fn run_embedded(engine: &mut Engine, origin: &str, text: &str) -> bool {
 
 /// Each statement goes to the server as a call of its own, so the results of those
 /// before a failing one are printed (they are applied and durable) and nothing after it
-/// runs. The script is split here, with the same parser as the server's; a syntax error
-/// anywhere stops it before anything is sent. A server error's position, which is in the
-/// statement it was sent, is moved to the script's line and column.
-async fn run_remote(client: &mut Client, origin: &str, text: &str) -> bool {
-    let statements = match segstream_sql::parse_statements(text) {
-        Ok(s) => s,
-        Err(e) => {
-            report(origin, text, &e.to_string(), e.position());
-            return false;
-        }
-    };
+/// runs. A server error's position, which is in the statement it was sent, is moved to
+/// the script's line and column.
+async fn run_remote(client: &mut Client, origin: &str, text: &str, statements: Vec<Statement>) -> bool {
     for statement in statements {
         match client.execute(pb::ExecuteRequest { sql: statement.text.clone() }).await {
             Ok(response) => {
