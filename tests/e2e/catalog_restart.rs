@@ -71,3 +71,47 @@ async fn replacing_a_segment_that_others_read_must_keep_them_valid() {
     let text = render(&engine.execute("SHOW SEGMENTS").await.expect("show"));
     assert!(text.contains("total"), "the old definition stays: {text}");
 }
+
+/// A stream stored before column PRIMARY KEYs on streams were refused still loads (and
+/// the segments reading it with it); only a new CREATE STREAM is refused.
+#[tokio::test]
+async fn a_stored_stream_with_a_column_primary_key_still_loads() {
+    use segstream_state::{Store, CF_CATALOG};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = EngineOptions::new(dir.path()).with_clock(ClockMode::Manual);
+    {
+        let mut engine = Engine::open(options.clone()).expect("open");
+        engine
+            .execute(
+                "CREATE STREAM clicks (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL);
+                 CREATE SEGMENT clicked AS SELECT DISTINCT user_id FROM clicks;
+                 INSERT INTO clicks VALUES ('a', TIMESTAMP '1970-01-01 00:00:00');",
+            )
+            .await
+            .expect("setup");
+    }
+    // Written as an older version accepted it.
+    {
+        let store = Store::open(dir.path()).expect("store");
+        let (id, text) = store
+            .catalog_entries()
+            .expect("catalog")
+            .into_iter()
+            .find(|(_, text)| text.starts_with("CREATE STREAM clicks"))
+            .expect("the stream's definition");
+        let old = text.replace("user_id TEXT NOT NULL", "user_id TEXT PRIMARY KEY");
+        assert_ne!(old, text);
+        let mut batch = store.batch();
+        batch.put(CF_CATALOG, &id.to_be_bytes(), old.as_bytes()).expect("put");
+        store.write(batch).expect("write");
+    }
+    let mut engine = Engine::open(options).expect("a stored definition loads as it was accepted");
+    engine.execute("INSERT INTO clicks VALUES ('b', TIMESTAMP '1970-01-01 00:00:00')").await.expect("insert");
+    assert_eq!(engine.member_count("clicked").expect("members"), 2);
+    let e = engine
+        .execute("CREATE STREAM other (user_id TEXT PRIMARY KEY, ts TIMESTAMP)")
+        .await
+        .expect_err("a new one is refused");
+    assert!(e.to_string().contains("a stream is append-only and has no PRIMARY KEY (`user_id`)"), "{e}");
+}

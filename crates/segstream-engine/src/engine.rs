@@ -278,6 +278,7 @@ impl Engine {
                         c.name
                     )));
                 }
+                c.refuse_column_primary_key()?;
                 let relation = self.catalog.stream_from(c, &statement.text)?;
                 self.add_relation(relation, None)?;
                 Ok(Output::Done("CREATE STREAM".into()))

@@ -97,6 +97,29 @@ pub struct CreateStream {
     pub retention: Option<Name>,
 }
 
+impl CreateStream {
+    /// A new stream may not declare a column PRIMARY KEY: events are never upserted, so a
+    /// key column would promise what a stream does not do (two events of one user are both
+    /// kept). Checked when the statement runs, not when it parses, so that a stored
+    /// definition written before the check (where it only made the column NOT NULL) loads.
+    pub fn refuse_column_primary_key(&self) -> segstream_types::Result<()> {
+        let keyed = self.columns.iter().find(|c| {
+            c.options
+                .iter()
+                .any(|o| matches!(o.option, datafusion::sql::sqlparser::ast::ColumnOption::PrimaryKey(_)))
+        });
+        let Some(column) = keyed else { return Ok(()) };
+        let name = crate::parser::normalize(&column.name);
+        Err(segstream_types::Error::plan(
+            format!(
+                "a stream is append-only and has no PRIMARY KEY (`{name}`): every event is kept; \
+                 declare the entity it is about with WITH (key = '{name}'), or use CREATE TABLE for rows upserted by key"
+            ),
+            crate::parser::position_of(column.name.span.start),
+        ))
+    }
+}
+
 /// `CREATE TABLE name (columns..., PRIMARY KEY (k))`
 #[derive(Debug, Clone)]
 pub struct CreateTable {

@@ -221,18 +221,6 @@ impl<'a> StatementParser<'a> {
                 self.at(name.position)
             )));
         }
-        // Events are never upserted: a key column on a stream would promise what it does
-        // not do (two events of one user are both kept).
-        if let Some(column) =
-            columns.iter().find(|c| c.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_))))
-        {
-            let column = name_of(&column.name);
-            return Err(ParserError::ParserError(format!(
-                "a stream is append-only and has no PRIMARY KEY (`{column}`): every event is kept; \
-                 declare the entity it is about with WITH (key = '{column}'), or use CREATE TABLE for rows upserted by key{}",
-                self.at(column.position)
-            )));
-        }
         let (mut event_time, mut key, mut retention) = (None, None, None);
         if self.parser.parse_keyword(Keyword::WITH) {
             self.parser.expect_token(&Token::LParen)?;
@@ -549,9 +537,12 @@ mod tests {
         let StatementKind::CreateTable(t) = t.kind else { panic!("not a table") };
         assert_eq!(t.primary_key.value, "user_id");
 
-        // A stream keeps every event: a key column is refused where it is written.
-        let e = parse_statement("CREATE STREAM e (\n  id TEXT PRIMARY KEY,\n  at TIMESTAMP)")
-            .expect_err("refused");
+        // A stream keeps every event: a key column is refused where it is written (by a
+        // new CREATE STREAM; a stored definition that has one still loads).
+        let s =
+            parse_statement("CREATE STREAM e (\n  id TEXT PRIMARY KEY,\n  at TIMESTAMP)").expect("parses");
+        let StatementKind::CreateStream(c) = s.kind else { panic!("not a stream") };
+        let e = c.refuse_column_primary_key().expect_err("refused");
         assert_eq!(e.position(), Some(Position::new(2, 3)), "{e}");
         assert!(e.to_string().contains("WITH (key = 'id')"), "{e}");
         assert!(e.to_string().contains("CREATE TABLE"), "{e}");
