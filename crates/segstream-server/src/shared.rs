@@ -247,8 +247,15 @@ impl Shared {
             // members are counted from state instead.
             let mut recount = false;
             while next <= last {
-                let Ok(page) = engine.changes_page(&name, next, 4096) else { break };
-                let Some(end) = page.last().map(|c| c.seq) else { break };
+                // Nothing to read where changes were logged: trimmed (or unreadable).
+                let Ok(page) = engine.changes_page(&name, next, 4096) else {
+                    recount = true;
+                    break;
+                };
+                let Some(end) = page.last().map(|c| c.seq) else {
+                    recount = true;
+                    break;
+                };
                 recount |= page.first().is_some_and(|c| c.seq != next)
                     || page.iter().any(|c| c.kind == ChangeKind::Redacted);
                 for change in &page {
@@ -328,5 +335,12 @@ mod tests {
             step.execute("FORGET KEY 'a'").await.expect("forgets");
         }
         assert_eq!(members(&shared), 1, "a was counted, then erased");
+        {
+            let mut step = shared.step().await;
+            step.ingest("clicks", click("d")).expect("ingests");
+            let none = segstream_engine::ChangeLogRetention { max_changes: Some(0), ..Default::default() };
+            step.trim_change_logs(&none).expect("trims");
+        }
+        assert_eq!(members(&shared), 2, "d entered, its change trimmed before it was counted");
     }
 }
