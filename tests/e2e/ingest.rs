@@ -193,6 +193,10 @@ async fn insert_checks_rows_as_ingest_does_and_fails_whole() {
         ),
         ("INSERT INTO counters (id, at) VALUES ('a', 1700000000)", "integers are not read as times"),
         (
+            "INSERT INTO counters (id, n) SELECT 'a', CAST(2.5 AS DECIMAL(4, 1))",
+            "`counters`, row 1: column `n`: 2.5 does not fit INT",
+        ),
+        (
             "INSERT INTO counters (n) VALUES (1)",
             "`counters`, row 1: column `id` is NOT NULL but got no value",
         ),

@@ -210,7 +210,9 @@ pub(crate) fn rows_from_arrow(
                 if *target == DataType::Date32 { "'2026-01-01'" } else { "'2026-01-01 10:00:00'" }
             )));
         }
-        if given.is_floating() && (target.is_integer() || *target == DataType::Float32) {
+        let fractional =
+            given.is_floating() || matches!(given, DataType::Decimal128(..) | DataType::Decimal256(..));
+        if fractional && (target.is_integer() || *target == DataType::Float32) {
             let floats = cast_with_options(batch.column(index), &DataType::Float64, &CastOptions::default())
                 .map_err(|e| Error::internal(e.to_string()))?;
             let floats = floats
