@@ -310,20 +310,15 @@ impl Engine {
                 Ok(Output::Text(explain(relation)))
             }
             StatementKind::ExplainCreateSegment(c) => {
-                // What the CREATE would do: refused or skipped for a taken name, as the
-                // CREATE itself is (OR REPLACE replaces only a segment).
-                let mut catalog = self.catalog.clone();
-                let existing = catalog.get(&c.name.value).map(|r| r.kind);
-                if existing.is_some() && !(c.or_replace && existing == Some(ObjectKind::Segment)) {
-                    if self.skip_existing(&c.name, ObjectKind::Segment, c.if_not_exists)? {
-                        return Ok(Output::Text(format!(
-                            "CREATE SEGMENT would be skipped: segment {} already exists \
-                             (EXPLAIN SEGMENT {} shows its plan; CREATE OR REPLACE replaces it)",
-                            c.name, c.name
-                        )));
-                    }
-                    return Err(Error::internal("existing name neither skipped nor refused"));
+                // What the CREATE would do with a taken name: the same refusal or skip.
+                if self.segment_name_skipped(c)? {
+                    return Ok(Output::Text(format!(
+                        "CREATE SEGMENT would be skipped: segment {} already exists \
+                         (EXPLAIN SEGMENT {} shows its plan; CREATE OR REPLACE replaces it)",
+                        c.name, c.name
+                    )));
                 }
+                let mut catalog = self.catalog.clone();
                 if c.or_replace {
                     catalog.remove(&c.name.value);
                 }
@@ -360,21 +355,25 @@ impl Engine {
         }
     }
 
+    /// Whether CREATE SEGMENT (or its EXPLAIN) is skipped for a taken name; an error if
+    /// the name is taken and neither IF NOT EXISTS nor OR REPLACE (which replaces only a
+    /// segment) allows it.
+    fn segment_name_skipped(&self, c: &CreateSegment) -> Result<bool> {
+        match self.catalog.get(&c.name.value).map(|r| r.kind) {
+            None => Ok(false),
+            Some(ObjectKind::Segment) if c.or_replace => Ok(false),
+            Some(_) => match self.skip_existing(&c.name, ObjectKind::Segment, c.if_not_exists)? {
+                true => Ok(true),
+                false => Err(Error::internal("existing name neither skipped nor refused")),
+            },
+        }
+    }
+
     fn create_segment(&mut self, c: &CreateSegment, statement: &Statement) -> Result<Output> {
-        let existing = self.catalog.get(&c.name.value).map(|r| r.kind);
-        let replacing = match existing {
-            Some(ObjectKind::Segment) if c.or_replace => true,
-            Some(_) => {
-                if self.skip_existing(&c.name, ObjectKind::Segment, c.if_not_exists)? {
-                    return Ok(Output::Done(format!(
-                        "CREATE SEGMENT (skipped: segment {} already exists)",
-                        c.name
-                    )));
-                }
-                return Err(Error::internal("existing name neither skipped nor refused"));
-            }
-            None => false,
-        };
+        if self.segment_name_skipped(c)? {
+            return Ok(Output::Done(format!("CREATE SEGMENT (skipped: segment {} already exists)", c.name)));
+        }
+        let replacing = c.or_replace && self.catalog.get(&c.name.value).is_some();
         let relation = self.catalog.segment_from(c, &statement.text, statement.position)?;
         let name = c.name.value.clone();
         // The new catalog: this segment, and every segment that reads it (directly or

@@ -256,17 +256,18 @@ pub(crate) fn rows_from_arrow(
             None => new_null_array(field.data_type(), n),
         };
         if column.null_count() > 0 {
-            // Logical: a NULL literal's column (type Null) has no null buffer.
+            // Logical nulls: a NULL literal's column (type Null) has no null buffer.
             let given_nulls = given.map(|g| g.logical_nulls());
             for (i, slot) in reasons.iter_mut().enumerate() {
                 if slot.is_some() || column.is_valid(i) {
                     continue;
                 }
-                let given_valid = |nulls: &Option<_>| match nulls {
-                    Some(nulls) => datafusion::arrow::buffer::NullBuffer::is_valid(nulls, i),
-                    None => true,
+                let given_valid = match &given_nulls {
+                    Some(Some(nulls)) => nulls.is_valid(i),
+                    Some(None) => true,
+                    None => false,
                 };
-                if let Some(given) = given.filter(|_| given_nulls.as_ref().is_some_and(given_valid)) {
+                if let Some(given) = given.filter(|_| given_valid) {
                     *slot = Some(format!(
                         "column `{}`: {} does not convert to {}",
                         field.name(),
