@@ -8,8 +8,8 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A fresh engine on a temporary data directory with the manual clock. The directory
-/// lives as long as the returned guard. Backfills run in batches of three rows, so every
-/// segment created over history is backfilled across many batches.
+/// lives as long as the returned guard. Backfills run in the default batches of 50,000
+/// rows; the oracle test runs some cases in batches of three.
 pub fn fresh_engine() -> (Engine, tempfile::TempDir) {
     fresh_engine_with(|options| options)
 }
