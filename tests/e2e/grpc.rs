@@ -63,6 +63,11 @@ impl Server {
         SegstreamClient::connect(format!("http://{}", self.addr)).await.expect("connects")
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
