@@ -1,6 +1,7 @@
 //! The real `segstream serve` binary on a free localhost port, driven by a tonic client
 //! and by the command line: snapshot, live changes, disconnect and resume with no gap or
-//! duplicate (also across a server restart), lookups, auth, error codes, metrics.
+//! duplicate (also across a server restart), lookups, auth, error codes, metrics;
+//! IngestStream, resuming past the end of a log, ListMembers' page sizes and tokens.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -829,4 +830,322 @@ async fn forgetting_a_key_reaches_subscribers_as_an_erased_exit() {
             (3, "ann".to_string(), "exited".to_string())
         ]
     );
+}
+
+/// An Arrow IPC stream of purchases, its times as text (the server converts them).
+fn arrow_purchases(rows: &[(&str, &str, &str)]) -> Vec<u8> {
+    use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::ipc::writer::StreamWriter;
+    use datafusion::arrow::record_batch::RecordBatch;
+    let text = |values: Vec<&str>| -> ArrayRef { std::sync::Arc::new(StringArray::from(values)) };
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("ts", DataType::Utf8, false),
+    ]));
+    let columns = vec![
+        text(rows.iter().map(|r| r.0).collect()),
+        text(rows.iter().map(|r| r.1).collect()),
+        text(vec!["purchase"; rows.len()]),
+        std::sync::Arc::new(Float64Array::from(vec![Some(10.0); rows.len()])) as ArrayRef,
+        text(rows.iter().map(|r| r.2).collect()),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).expect("a batch");
+    let mut out = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut out, &schema).expect("writer");
+    writer.write(&batch).expect("writes");
+    writer.finish().expect("finishes");
+    drop(writer);
+    out
+}
+
+fn ingest_message(
+    relation: &str,
+    payload: Option<pb::ingest_request::Payload>,
+    key: &str,
+) -> pb::IngestRequest {
+    pb::IngestRequest { relation: relation.into(), payload, idempotency_key: key.into() }
+}
+
+async fn ingest_stream(
+    client: &mut SegstreamClient<Channel>,
+    messages: Vec<pb::IngestRequest>,
+) -> Result<pb::IngestResponse, tonic::Status> {
+    let messages = tonic::codegen::tokio_stream::iter(messages);
+    client.ingest_stream(messages).await.map(|r| r.into_inner())
+}
+
+/// All members of a segment, read with ListMembers pages.
+async fn member_keys(client: &mut SegstreamClient<Channel>, segment: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_members(pb::ListMembersRequest { segment: segment.into(), page_size: 0, page_token: token })
+            .await
+            .expect("page")
+            .into_inner();
+        keys.extend(page.members.into_iter().map(|m| m.key));
+        if page.next_page_token.is_empty() {
+            return keys;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// IngestStream: the first message names the relation and later ones inherit it; JSON and
+/// Arrow messages mix; a bad row is rejected alone, its index counted across messages; the
+/// one response has the totals, and the rows are members. Sent again with the same keys,
+/// nothing is applied twice. A stream that fails midway has applied the messages before
+/// the failure, and a retry of the whole stream with its keys applies each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_stream_applies_every_message_and_answers_the_totals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    setup_workload(&mut client).await;
+    let at = "2026-04-01 09:30:00";
+    let messages = vec![
+        ingest_message(
+            "events",
+            json_rows(&[purchase("p1", "ann", at), purchase("p2", "bo", at), purchase("p3", "cy", at)]),
+            "s-1",
+        ),
+        ingest_message(
+            "",
+            json_rows(&[
+                purchase("p4", "dee", at),
+                serde_json::json!({"event_id": "p5", "user_id": "eli", "event_type": "purchase", "ts": "yesterday"}),
+                purchase("p6", "eve", at),
+            ]),
+            "s-2",
+        ),
+        ingest_message(
+            "",
+            Some(pb::ingest_request::Payload::ArrowIpc(arrow_purchases(&[
+                ("p7", "fay", at),
+                ("p8", "gus", at),
+            ]))),
+            "s-3",
+        ),
+        ingest_message(
+            "",
+            json_rows(&[
+                serde_json::json!({"event_id": "p9", "event_type": "purchase", "ts": at}),
+                purchase("p10", "hal", at),
+            ]),
+            "s-4",
+        ),
+    ];
+    let response = ingest_stream(&mut client, messages.clone()).await.expect("streams");
+    assert_eq!(response.accepted, 8);
+    assert!(!response.duplicate);
+    let rejected: Vec<(u64, &str)> = response.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 8], "{rejected:?}");
+    assert!(rejected[0].1.contains("`ts`"), "{rejected:?}");
+    assert!(rejected[1].1.contains("`user_id` is NOT NULL"), "{rejected:?}");
+    let members = ["ann", "bo", "cy", "dee", "eve", "fay", "gus", "hal"];
+    assert_eq!(member_keys(&mut client, "recent_buyers").await, members);
+    let log = change_log(&mut client, "recent_buyers").await;
+    let mut entered: Vec<&str> = log.iter().map(|c| c.1.as_str()).collect();
+    entered.sort();
+    assert_eq!(entered, members);
+    assert!(log.iter().all(|c| c.2 == "entered"), "{log:?}");
+    let count = execute(&mut client, "SELECT COUNT(*) FROM events").await;
+    let Some(pb::statement_result::Result::Rows(set)) = &count.results[0].result else { panic!("rows") };
+    assert_eq!(segstream_proto::display::value_text(&set.rows[0].values[0]), "8");
+
+    // The same stream again: every key had been applied, so nothing is, and the totals
+    // are the first call's.
+    let again = ingest_stream(&mut client, messages).await.expect("streams");
+    assert!(again.duplicate);
+    assert_eq!((again.accepted, &again.rejected), (response.accepted, &response.rejected));
+    assert_eq!(change_log(&mut client, "recent_buyers").await, log, "nothing applied twice");
+
+    // A stream failing at its second message (an unknown relation): the first was applied.
+    let failing = vec![
+        ingest_message("events", json_rows(&[purchase("q1", "ivy", at)]), "t-1"),
+        ingest_message("nope", json_rows(&[purchase("q2", "jo", at)]), "t-2"),
+    ];
+    let failed = ingest_stream(&mut client, failing).await.expect_err("an unknown relation");
+    assert_eq!(failed.code(), Code::NotFound, "{failed}");
+    assert!(failed.message().contains("nope"), "{failed}");
+    let ivy = client
+        .is_member(pb::IsMemberRequest { segment: "recent_buyers".into(), key: "ivy".into() })
+        .await
+        .expect("is member")
+        .into_inner();
+    assert!(ivy.member, "the message before the failure was applied");
+    // Retried whole with the same keys: the first message is not applied again.
+    let retried = vec![
+        ingest_message("events", json_rows(&[purchase("q1", "ivy", at)]), "t-1"),
+        ingest_message("", json_rows(&[purchase("q2", "jo", at)]), "t-2"),
+    ];
+    let response = ingest_stream(&mut client, retried).await.expect("streams");
+    assert_eq!(response.accepted, 2);
+    let log = change_log(&mut client, "recent_buyers").await;
+    assert_eq!(log.len(), 10, "{log:?}");
+    assert_eq!(log.iter().filter(|c| c.1 == "ivy").count(), 1, "{log:?}");
+    assert_eq!(log.last().map(|c| c.1.as_str()), Some("jo"));
+
+    // The first message must name the relation.
+    let unnamed =
+        ingest_stream(&mut client, vec![ingest_message("", json_rows(&[purchase("r1", "kim", at)]), "")])
+            .await
+            .expect_err("no relation");
+    assert_eq!(unnamed.code(), Code::InvalidArgument, "{unnamed}");
+    assert!(unnamed.message().contains("`relation`"), "{unnamed}");
+}
+
+/// Resuming exactly at the end of a log waits for the next change; resuming after a
+/// sequence number the segment has not reached is OUT_OF_RANGE, with a message naming the
+/// segment, how far its log goes and the position asked for (the client is probably
+/// talking to another server); the command line shows that message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_past_the_end_of_a_log_is_out_of_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    setup_workload(&mut client).await;
+    execute(
+        &mut client,
+        "CREATE SEGMENT viewers AS SELECT DISTINCT user_id FROM events WHERE event_type = 'page_view'",
+    )
+    .await;
+    ingest(&mut client, "events", &[purchase("p1", "ann", "2026-04-01 09:30:00")]).await;
+    ingest(&mut client, "events", &[purchase("p2", "bo", "2026-04-01 09:40:00")]).await;
+    let resume = |after: &[(&str, u64)]| pb::SubscribeRequest {
+        segments: after.iter().map(|a| a.0.to_string()).collect(),
+        start: Some(pb::subscribe_request::Start::Resume(pb::Resume {
+            after_seq: after.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+        })),
+        progress_interval_ms: 50,
+    };
+
+    // After the last change: accepted, and the next change is the first one sent.
+    let mut stream = client.subscribe(resume(&[("recent_buyers", 2)])).await.expect("resumes").into_inner();
+    ingest(&mut client, "events", &[purchase("p3", "cy", "2026-04-01 09:50:00")]).await;
+    let next = next_change(&mut stream).await;
+    assert_eq!((next.seq, next.key.as_str(), kind(&next)), (3, "cy", "entered".to_string()));
+
+    for after in [4, 1_000] {
+        let refused =
+            client.subscribe(resume(&[("recent_buyers", after)])).await.expect_err("beyond the log");
+        assert_eq!(refused.code(), Code::OutOfRange, "{refused}");
+        assert!(
+            refused.message().contains(&format!(
+                "segment `recent_buyers` has logged 3 changes, so it cannot resume after {after}"
+            )),
+            "{}",
+            refused.message()
+        );
+        assert!(refused.message().contains("is this the server the client was subscribed to?"), "{refused}");
+    }
+    // One segment of several beyond its log (here an empty one): the whole call is refused.
+    let refused = client
+        .subscribe(resume(&[("recent_buyers", 3), ("viewers", 1)]))
+        .await
+        .expect_err("viewers has no change");
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused}");
+    assert!(refused.message().contains("segment `viewers` has logged 0 changes"), "{refused}");
+
+    // `segstream subscribe --from N` starts at N: from 5 resumes after 4.
+    let out = Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(["--addr", &server.addr, "subscribe", "recent_buyers", "--from", "5", "--count", "1"])
+        .env_remove("SEGSTREAM_TOKEN")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("has logged 3 changes, so it cannot resume after 4"), "{stderr}");
+}
+
+/// ListMembers' page sizes as documented: 0 means 1000, more than 10,000 means 10,000;
+/// following `next_page_token` returns every member once, in key order, and the token
+/// names a position, so members leaving between pages do not shift the next page; a
+/// token the server did not give is INVALID_ARGUMENT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_members_page_sizes_and_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    execute(
+        &mut client,
+        "CREATE TABLE accounts (id TEXT PRIMARY KEY, plan TEXT);
+         CREATE SEGMENT pro AS SELECT id, plan FROM accounts WHERE plan = 'pro'",
+    )
+    .await;
+    let ids: Vec<String> = (0..10_300).map(|i| format!("a{i:05}")).collect();
+    let plan = |i: usize| if i % 97 == 5 { "free" } else { "pro" };
+    let rows: Vec<_> =
+        ids.iter().enumerate().map(|(i, id)| serde_json::json!({"id": id, "plan": plan(i)})).collect();
+    for chunk in rows.chunks(2_500) {
+        assert_eq!(ingest(&mut client, "accounts", chunk).await.accepted, chunk.len() as u64);
+    }
+    let expected: Vec<String> =
+        ids.iter().enumerate().filter(|(i, _)| plan(*i) == "pro").map(|(_, id)| id.clone()).collect();
+    assert!(expected.len() > 10_100, "more members than the largest page");
+    let count = client.count_members(pb::CountMembersRequest { segment: "pro".into() }).await.expect("count");
+    assert_eq!(count.into_inner().count, expected.len() as u64);
+
+    let lister = client.clone();
+    let page = |size: u32, token: String| {
+        let mut client = lister.clone();
+        async move {
+            client
+                .list_members(pb::ListMembersRequest {
+                    segment: "pro".into(),
+                    page_size: size,
+                    page_token: token,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let keys =
+        |page: &pb::ListMembersResponse| page.members.iter().map(|m| m.key.clone()).collect::<Vec<_>>();
+
+    // 0: the default page of 1000.
+    let first = page(0, String::new()).await.expect("page");
+    assert_eq!(keys(&first), expected[..1000]);
+    assert!(!first.next_page_token.is_empty());
+    assert_eq!(first.members[0].attributes_json, r#"{"plan":"pro"}"#);
+    assert_eq!(first.members[0].segment, "pro");
+    // More than the maximum: 10,000, and the next page has the rest.
+    let capped = page(50_000, String::new()).await.expect("page");
+    assert_eq!(keys(&capped), expected[..10_000]);
+    let rest = page(u32::MAX, capped.next_page_token.clone()).await.expect("page");
+    assert_eq!(keys(&rest), expected[10_000..]);
+    assert!(rest.next_page_token.is_empty(), "the last page has no token");
+    assert_eq!(keys(&page(10_000, String::new()).await.expect("page")), expected[..10_000]);
+
+    // A size that does not divide the count: full pages, then the rest; every member once.
+    let (mut all, mut sizes, mut token) = (Vec::new(), Vec::new(), String::new());
+    loop {
+        let p = page(3_000, token).await.expect("page");
+        sizes.push(p.members.len());
+        all.extend(keys(&p));
+        if p.next_page_token.is_empty() {
+            break;
+        }
+        token = p.next_page_token;
+    }
+    assert_eq!(all, expected);
+    assert_eq!(sizes, vec![3_000, 3_000, 3_000, expected.len() - 9_000]);
+
+    // The member a page ended with, and the one after it, leave before the next page.
+    execute(
+        &mut client,
+        &format!("DELETE FROM accounts WHERE id IN ('{}', '{}')", expected[999], expected[1000]),
+    )
+    .await;
+    let second = page(5, first.next_page_token.clone()).await.expect("page");
+    assert_eq!(keys(&second), expected[1001..1006]);
+
+    let bad = page(10, "zz".into()).await.expect_err("not a token");
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad}");
+    assert!(bad.message().contains("`page_token`"), "{bad}");
 }
