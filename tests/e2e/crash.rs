@@ -175,6 +175,9 @@ fn acknowledged(call: &Call, response: &pb::IngestResponse) {
     assert_eq!(response.accepted, call.rows.len() as u64, "call {}", call.id);
 }
 
+/// A logged change: `(seq, key, kind, at, attributes)`.
+type Change = (u64, String, String, String, String);
+
 /// Each segment's last sequence number (absent: no change yet).
 type Positions = BTreeMap<String, u64>;
 
@@ -193,7 +196,7 @@ async fn positions(client: &mut Client) -> Positions {
 struct Run {
     barriers: Vec<Positions>,
     /// Per segment, `(seq, key, kind, at, attributes)` in sequence order.
-    log: BTreeMap<String, Vec<(u64, String, String, String, String)>>,
+    log: BTreeMap<String, Vec<Change>>,
     members: Vec<pb::ExecuteResponse>,
     events: pb::ExecuteResponse,
 }
@@ -441,7 +444,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             // Every other kill waits for a WAL sync; the others land after a random pause.
-            let at_sync = kills_in_calls.len() % 2 == 0;
+            let at_sync = kills_in_calls.len().is_multiple_of(2);
             if !at_sync {
                 tokio::time::sleep(Duration::from_micros(rng.below(5_000))).await;
             }
@@ -550,7 +553,7 @@ fn compare(expected: &Run, actual: &Run, rounds: &[Round]) {
                 }
             } else {
                 // An advance: exactly the same changes.
-                let strip = |p: &[(u64, String, String, String, String)]| {
+                let strip = |p: &[Change]| {
                     p.iter().map(|c| (c.1.clone(), c.2.clone(), c.3.clone(), c.4.clone())).collect::<Vec<_>>()
                 };
                 assert_eq!(strip(phase_got), strip(phase_want), "{segment}: the advance of round {}", b / 2);
@@ -578,11 +581,7 @@ fn compare(expected: &Run, actual: &Run, rounds: &[Round]) {
 }
 
 /// Applies a stretch of the log to a segment's members, checking that it applies.
-fn replay(
-    members: &mut BTreeMap<String, String>,
-    changes: &[(u64, String, String, String, String)],
-    segment: &str,
-) {
+fn replay(members: &mut BTreeMap<String, String>, changes: &[Change], segment: &str) {
     for (seq, key, kind, _, attributes) in changes {
         let present = members.contains_key(key);
         match kind.as_str() {

@@ -1107,20 +1107,34 @@ async fn list_members_page_sizes_and_tokens() {
     };
     let keys =
         |page: &pb::ListMembersResponse| page.members.iter().map(|m| m.key.clone()).collect::<Vec<_>>();
+    // Key lists are long: say how they differ, not what they hold.
+    let same = |got: Vec<String>, want: &[String], what: &str| {
+        let first = got.iter().zip(want).position(|(g, w)| g != w);
+        assert!(
+            got == want,
+            "{what}: {} keys from {:?} to {:?}, expected {} from {:?} to {:?}; first difference at {first:?}",
+            got.len(),
+            got.first(),
+            got.last(),
+            want.len(),
+            want.first(),
+            want.last()
+        );
+    };
 
     // 0: the default page of 1000.
     let first = page(0, String::new()).await.expect("page");
-    assert_eq!(keys(&first), expected[..1000]);
+    same(keys(&first), &expected[..1000], "page size 0");
     assert!(!first.next_page_token.is_empty());
     assert_eq!(first.members[0].attributes_json, r#"{"plan":"pro"}"#);
     assert_eq!(first.members[0].segment, "pro");
     // More than the maximum: 10,000, and the next page has the rest.
     let capped = page(50_000, String::new()).await.expect("page");
-    assert_eq!(keys(&capped), expected[..10_000]);
+    same(keys(&capped), &expected[..10_000], "page size 50,000");
     let rest = page(u32::MAX, capped.next_page_token.clone()).await.expect("page");
-    assert_eq!(keys(&rest), expected[10_000..]);
+    same(keys(&rest), &expected[10_000..], "the page after 10,000");
     assert!(rest.next_page_token.is_empty(), "the last page has no token");
-    assert_eq!(keys(&page(10_000, String::new()).await.expect("page")), expected[..10_000]);
+    same(keys(&page(10_000, String::new()).await.expect("page")), &expected[..10_000], "page size 10,000");
 
     // A size that does not divide the count: full pages, then the rest; every member once.
     let (mut all, mut sizes, mut token) = (Vec::new(), Vec::new(), String::new());
@@ -1133,7 +1147,7 @@ async fn list_members_page_sizes_and_tokens() {
         }
         token = p.next_page_token;
     }
-    assert_eq!(all, expected);
+    same(all, &expected, "pages of 3,000");
     assert_eq!(sizes, vec![3_000, 3_000, 3_000, expected.len() - 9_000]);
 
     // The member a page ended with, and the one after it, leave before the next page.
@@ -1143,7 +1157,7 @@ async fn list_members_page_sizes_and_tokens() {
     )
     .await;
     let second = page(5, first.next_page_token.clone()).await.expect("page");
-    assert_eq!(keys(&second), expected[1001..1006]);
+    same(keys(&second), &expected[1001..1006], "the page after two members left");
 
     let bad = page(10, "zz".into()).await.expect_err("not a token");
     assert_eq!(bad.code(), Code::InvalidArgument, "{bad}");
