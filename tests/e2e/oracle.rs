@@ -310,6 +310,9 @@ impl PartialEq for Value {
     }
 }
 
+/// A column's value at a row.
+type ValueAt = Box<dyn Fn(usize) -> Value>;
+
 /// A member's attributes by column name.
 type Attributes = BTreeMap<String, Value>;
 /// A segment's members: key -> attributes.
@@ -523,10 +526,10 @@ fn members_of(batch: &RecordBatch) -> Result<Members, TestCaseError> {
     let fail = |e: datafusion::arrow::error::ArrowError| TestCaseError::fail(e.to_string());
     let mut out = Members::new();
     let schema = batch.schema();
-    let mut columns: Vec<(String, Box<dyn Fn(usize) -> Value>)> = Vec::new();
+    let mut columns: Vec<(String, ValueAt)> = Vec::new();
     for (field, column) in schema.fields().iter().zip(batch.columns()).skip(1) {
         let column = Arc::clone(column);
-        let text: Box<dyn Fn(usize) -> Value> = match field.data_type() {
+        let text: ValueAt = match field.data_type() {
             t if t.is_numeric() => {
                 let numbers = cast(&column, &DataType::Float64).map_err(fail)?;
                 Box::new(move |r| {
