@@ -474,15 +474,8 @@ fn event_batch<'a>(rows: impl Iterator<Item = &'a EventRow>) -> Result<RecordBat
     let text = |f: &dyn Fn(&EventRow) -> Option<String>| -> ArrayRef {
         Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
     };
-    let schema = Schema::new(vec![
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("user_id", DataType::Utf8, false),
-        Field::new("event_type", DataType::Utf8, false),
-        Field::new("page", DataType::Utf8, true),
-        Field::new("product_id", DataType::Utf8, true),
-        Field::new("amount", DataType::Float64, true),
-        Field::new("ts", time_type(), false),
-    ]);
+    // The reference workload's event schema, as the generator and the benches use it.
+    let schema = segstream_workload::events_schema();
     let columns: Vec<ArrayRef> = vec![
         text(&|r| Some(r.event_id.clone())),
         text(&|r| Some(r.user_id.clone())),
@@ -492,7 +485,7 @@ fn event_batch<'a>(rows: impl Iterator<Item = &'a EventRow>) -> Result<RecordBat
         Arc::new(rows.iter().map(|r| r.amount).collect::<Float64Array>()),
         Arc::new(rows.iter().map(|r| Some(r.ts)).collect::<TimestampNanosecondArray>()),
     ];
-    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| TestCaseError::fail(e.to_string()))
+    RecordBatch::try_new(schema, columns).map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 fn profile_batch(rows: &BTreeMap<String, ProfileRow>) -> Result<RecordBatch, TestCaseError> {
