@@ -20,8 +20,12 @@
 //! [`WalSyncer::sync`] before acknowledging any of them (group commit).
 
 pub mod codec;
+mod dirty;
+pub mod journal;
 mod read_cache;
 
+use dirty::{Dirty, DirtyState};
+pub use journal::{Journal, JournalOpened};
 use read_cache::ReadCache;
 pub use read_cache::{CacheStats, DEFAULT_CACHE_BYTES};
 
@@ -72,6 +76,11 @@ struct Handle {
     cache: Mutex<ReadCache>,
     /// While recording ([`Store::record_writes`]): every batch written, serialized.
     recorded: Mutex<Option<Vec<Vec<u8>>>>,
+    /// Writes held in memory until [`Store::checkpoint`] (see [`dirty`]), when
+    /// [`Store::hold_writes_in_memory`] turned that on; otherwise every batch goes
+    /// straight to RocksDB.
+    in_memory: AtomicBool,
+    dirty: RwLock<DirtyState>,
 }
 
 /// How often a store whose write failed tries to reopen for writing.
@@ -116,6 +125,14 @@ fn bounded(upper: Option<Vec<u8>>) -> rocksdb::ReadOptions {
 
 fn family<'d>(db: &'d DB, name: &str) -> Result<&'d rocksdb::ColumnFamily> {
     db.cf_handle(name).ok_or_else(|| Error::internal(format!("column family {name} is missing")))
+}
+
+/// A family's position in [`FAMILIES`].
+fn family_index(name: &str) -> Result<usize> {
+    FAMILIES
+        .iter()
+        .position(|f| *f == name)
+        .ok_or_else(|| Error::internal(format!("no column family {name}")))
 }
 
 fn db_options() -> Options {
@@ -163,6 +180,18 @@ fn open_db(path: &Path) -> Result<DB> {
 impl Handle {
     fn cache(&self) -> Result<std::sync::MutexGuard<'_, ReadCache>> {
         self.cache.lock().map_err(|_| Error::internal("the store's cache lock is poisoned"))
+    }
+
+    fn dirty(&self) -> Result<std::sync::RwLockReadGuard<'_, DirtyState>> {
+        self.dirty.read().map_err(|_| Error::internal("the store's lock is poisoned"))
+    }
+
+    fn dirty_mut(&self) -> Result<std::sync::RwLockWriteGuard<'_, DirtyState>> {
+        self.dirty.write().map_err(|_| Error::internal("the store's lock is poisoned"))
+    }
+
+    fn in_memory(&self) -> bool {
+        self.in_memory.load(Ordering::Acquire)
     }
 
     fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T>) -> Result<T> {
@@ -227,6 +256,8 @@ impl Store {
             last_reopen: Mutex::new(None),
             cache: Mutex::new(ReadCache::new(DEFAULT_CACHE_BYTES)),
             recorded: Mutex::new(None),
+            in_memory: AtomicBool::new(false),
+            dirty: RwLock::new(DirtyState::new(FAMILIES.len())),
         };
         Ok(Self { handle: Arc::new(handle), sync_writes: true })
     }
@@ -341,6 +372,13 @@ impl Store {
     }
 
     pub fn get(&self, family_name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.handle.in_memory() {
+            match self.handle.dirty()?.get(family_index(family_name)?, key) {
+                Dirty::Value(value) => return Ok(Some(value.to_vec())),
+                Dirty::Deleted => return Ok(None),
+                Dirty::Clean => {}
+            }
+        }
         let Some(cached) = ReadCache::family_index(family_name) else {
             return self.with_db(|db| db.get_cf(family(db, family_name)?, key).map_err(storage));
         };
@@ -399,6 +437,12 @@ impl Store {
                 bounded(end.map(<[u8]>::to_vec)),
                 IteratorMode::From(start, Direction::Forward),
             );
+            if self.handle.in_memory() {
+                let stored =
+                    iter.map(|item| item.map(|(k, v)| (k.into_vec(), v.into_vec())).map_err(storage));
+                let dirty = self.handle.dirty()?;
+                return dirty.merge_scan(family_index(family_name)?, start, end, limit, stored);
+            }
             for item in iter {
                 if out.len() >= limit {
                     break;
@@ -441,6 +485,9 @@ impl Store {
 
     /// The first key and value at or after `from`, if any.
     pub fn first_from(&self, family_name: &str, from: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if self.handle.in_memory() {
+            return Ok(self.scan_between(family_name, from, None, 1)?.pop());
+        }
         self.with_db(|db| {
             let mut iter =
                 db.iterator_cf(family(db, family_name)?, IteratorMode::From(from, Direction::Forward));
@@ -457,6 +504,38 @@ impl Store {
     /// The values of many keys in one call (RocksDB MultiGet).
     /// Keys in the hot-state cache are answered from memory; the rest with one MultiGet.
     pub fn multi_get(&self, family_name: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        if self.handle.in_memory() {
+            // What changed since the checkpoint is answered here; the rest below.
+            let f = family_index(family_name)?;
+            let (mut out, clean) = {
+                let dirty = self.handle.dirty()?;
+                let mut out = Vec::with_capacity(keys.len());
+                let mut clean = Vec::new();
+                for (i, key) in keys.iter().enumerate() {
+                    match dirty.get(f, key) {
+                        Dirty::Value(value) => out.push(Some(value.to_vec())),
+                        Dirty::Deleted => out.push(None),
+                        Dirty::Clean => {
+                            out.push(None);
+                            clean.push(i);
+                        }
+                    }
+                }
+                (out, clean)
+            };
+            if !clean.is_empty() {
+                let clean_keys: Vec<Vec<u8>> = clean.iter().map(|&i| keys[i].clone()).collect();
+                for (i, value) in clean.into_iter().zip(self.stored_multi_get(family_name, &clean_keys)?) {
+                    out[i] = value;
+                }
+            }
+            return Ok(out);
+        }
+        self.stored_multi_get(family_name, keys)
+    }
+
+    /// [`Store::multi_get`] of what RocksDB (and the read cache in front of it) holds.
+    fn stored_multi_get(&self, family_name: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         let read = |keys: &mut dyn Iterator<Item = &Vec<u8>>| {
             self.with_db(|db| {
                 let cf = family(db, family_name)?;
@@ -489,6 +568,9 @@ impl Store {
     /// How many keys a family holds, counted exactly by a scan (for reports and tests,
     /// not for a hot path).
     pub fn count_keys(&self, family_name: &str) -> Result<u64> {
+        if self.handle.in_memory() {
+            return Ok(self.scan_between(family_name, &[], None, usize::MAX)?.len() as u64);
+        }
         self.with_db(|db| {
             let mut n = 0;
             for item in db.iterator_cf(family(db, family_name)?, IteratorMode::Start) {
@@ -525,17 +607,32 @@ impl Store {
         Ok(self.meta_u64(name)?.map(|v| v as i64))
     }
 
-    /// Applies a batch atomically and (unless turned off for group commit) syncs the
-    /// write-ahead log before returning. After a failed write or sync the database is
-    /// reopened first (see [`Store`]); a batch that fails is not applied.
+    /// Applies a batch atomically. Held in memory ([`Store::hold_writes_in_memory`]),
+    /// it is in memory only, until the next [`Store::checkpoint`]. Otherwise it goes to
+    /// RocksDB and (unless turned off for group commit) the write-ahead log is synced
+    /// before returning; after a failed write or sync the database is reopened first
+    /// (see [`Store`]); a batch that fails is not applied.
     pub fn write(&self, batch: StoreBatch) -> Result<()> {
+        let StoreBatch { ops, .. } = batch;
+        if let Some(recorded) = self.recorded()?.as_mut() {
+            recorded.push(self.with_db(|db| write_batch(db, &ops))?.data().to_vec());
+        }
+        if self.handle.in_memory() {
+            let mut dirty = self.handle.dirty_mut()?;
+            for op in ops {
+                match op {
+                    BatchOp::Put(f, key, value) => dirty.write(f, key, Some(value)),
+                    BatchOp::Delete(f, key) => dirty.write(f, key, None),
+                    BatchOp::DeleteRange(f, start, end) => dirty.delete_range(f, &start, &end),
+                }
+            }
+            self.handle.writes.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         self.handle.recover()?;
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
-        let StoreBatch { inner, cached, cleared, .. } = batch;
-        if let Some(recorded) = self.recorded()?.as_mut() {
-            recorded.push(inner.data().to_vec());
-        }
+        let inner = self.with_db(|db| write_batch(db, &ops))?;
         // Readers that start before the write completes must not fill the cache with
         // what they read (it may be the value this write replaces).
         self.handle.cache()?.begin_write();
@@ -545,11 +642,24 @@ impl Store {
             Ok(()) => {
                 self.handle.writes.fetch_add(1, Ordering::Relaxed);
                 cache.begin_write();
-                for (family, key, value) in cached {
-                    cache.written(family, key, value);
-                }
-                for family in cleared {
-                    cache.clear(Some(family));
+                for op in ops {
+                    match op {
+                        BatchOp::Put(f, key, value) => {
+                            if let Some(c) = ReadCache::family_index(FAMILIES[f]) {
+                                cache.written(c, key, Some(value));
+                            }
+                        }
+                        BatchOp::Delete(f, key) => {
+                            if let Some(c) = ReadCache::family_index(FAMILIES[f]) {
+                                cache.written(c, key, None);
+                            }
+                        }
+                        BatchOp::DeleteRange(f, ..) => {
+                            if let Some(c) = ReadCache::family_index(FAMILIES[f]) {
+                                cache.clear(Some(c));
+                            }
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -561,6 +671,88 @@ impl Store {
         }
     }
 
+    /// From now on, [`Store::write`] holds batches in memory (read back by every read)
+    /// until [`Store::checkpoint`] writes them to RocksDB: the journal, not the store,
+    /// makes a step durable.
+    pub fn hold_writes_in_memory(&self) {
+        self.handle.in_memory.store(true, Ordering::Release);
+    }
+
+    /// Bytes of state written since the last checkpoint and held in memory.
+    pub fn unwritten_bytes(&self) -> Result<usize> {
+        Ok(self.handle.dirty()?.bytes())
+    }
+
+    /// Writes everything held in memory to RocksDB in one synced batch, with `marker`
+    /// (puts into `meta`, e.g. the journal position the state corresponds to), so the
+    /// state on disk moves from one checkpoint to the next atomically: after a crash it
+    /// is the last checkpoint, whole.
+    pub fn checkpoint(&self, marker: &[(&[u8], &[u8])]) -> Result<CheckpointStats> {
+        self.handle.recover()?;
+        let mut stats = CheckpointStats::default();
+        let mut cleared = Vec::new();
+        let batch = {
+            let dirty = self.handle.dirty()?;
+            self.with_db(|db| {
+                let mut batch = WriteBatch::default();
+                for dirty::FamilyChanges { family: f, ranges, entries } in dirty.changes() {
+                    let cf = family(db, FAMILIES[f])?;
+                    // Ranges first: an entry written after a range was deleted survives it.
+                    for (start, end) in ranges {
+                        batch.delete_range_cf(cf, start, end);
+                        stats.entries += 1;
+                        cleared.push(f);
+                    }
+                    for (key, value) in entries {
+                        stats.entries += 1;
+                        stats.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
+                        match value {
+                            Some(value) => batch.put_cf(cf, key, value),
+                            None => batch.delete_cf(cf, key),
+                        }
+                    }
+                }
+                let meta = family(db, CF_META)?;
+                for (key, value) in marker {
+                    batch.put_cf(meta, key, value);
+                }
+                Ok(batch)
+            })?
+        };
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.handle.cache()?.begin_write();
+        let result = self.with_db(|db| db.write_opt(batch, &options).map_err(storage));
+        if let Err(e) = result {
+            self.handle.failed.store(true, Ordering::Relaxed);
+            self.handle.cache()?.clear(None);
+            return Err(e);
+        }
+        // RocksDB has it all now: what was held in memory moves to the read cache (so hot
+        // entries stay hot), then is dropped. In that order, a reader always finds the
+        // newest value in one of the two.
+        let mut dirty = self.handle.dirty_mut()?;
+        let mut cache = self.handle.cache()?;
+        cache.begin_write();
+        for dirty::FamilyChanges { family: f, entries, .. } in dirty.changes() {
+            if let Some(c) = ReadCache::family_index(FAMILIES[f]) {
+                if cleared.contains(&f) {
+                    cache.clear(Some(c));
+                }
+                for (key, value) in entries {
+                    cache.written(c, key.clone(), value.clone());
+                }
+            }
+        }
+        for (key, value) in marker {
+            if let Some(c) = ReadCache::family_index(CF_META) {
+                cache.written(c, key.to_vec(), Some(value.to_vec()));
+            }
+        }
+        dirty.clear();
+        Ok(stats)
+    }
+
     /// How many batches have been written successfully since the store was opened: a
     /// caller compares two readings to know whether anything was written in between
     /// (and so whether there is anything to sync).
@@ -569,7 +761,7 @@ impl Store {
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {
-        StoreBatch { store: self, inner: WriteBatch::default(), cached: Vec::new(), cleared: Vec::new() }
+        StoreBatch { store: self, ops: Vec::new() }
     }
 }
 
@@ -629,37 +821,29 @@ pub fn count_recorded_writes(batches: &[Vec<u8>]) -> Vec<FamilyWrites> {
     counter.0.into_iter().filter(|f| f.puts + f.deletes > 0).collect()
 }
 
-/// The changes of one statement, applied together by [`Store::write`].
+/// One write of a [`StoreBatch`]; a family is named by its position in [`FAMILIES`].
+enum BatchOp {
+    Put(usize, Vec<u8>, Vec<u8>),
+    Delete(usize, Vec<u8>),
+    /// Every key from the first (included) to the second (excluded).
+    DeleteRange(usize, Vec<u8>, Vec<u8>),
+}
+
+/// The changes of one step, applied together by [`Store::write`].
 pub struct StoreBatch<'a> {
     store: &'a Store,
-    inner: WriteBatch,
-    /// Writes of cached families, applied to the cache once the batch is written.
-    cached: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
-    /// Cached families with a range deleted: forgotten once the batch is written.
-    cleared: Vec<usize>,
+    ops: Vec<BatchOp>,
 }
 
 impl StoreBatch<'_> {
     pub fn put(&mut self, family_name: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        if let Some(f) = ReadCache::family_index(family_name) {
-            self.cached.push((f, key.to_vec(), Some(value.to_vec())));
-        }
-        let inner = &mut self.inner;
-        self.store.with_db(|db| {
-            inner.put_cf(family(db, family_name)?, key, value);
-            Ok(())
-        })
+        self.ops.push(BatchOp::Put(family_index(family_name)?, key.to_vec(), value.to_vec()));
+        Ok(())
     }
 
     pub fn delete(&mut self, family_name: &str, key: &[u8]) -> Result<()> {
-        if let Some(f) = ReadCache::family_index(family_name) {
-            self.cached.push((f, key.to_vec(), None));
-        }
-        let inner = &mut self.inner;
-        self.store.with_db(|db| {
-            inner.delete_cf(family(db, family_name)?, key);
-            Ok(())
-        })
+        self.ops.push(BatchOp::Delete(family_index(family_name)?, key.to_vec()));
+        Ok(())
     }
 
     /// Puts (`Some`) and deletes (`None`) in one family, with one look-up of the family.
@@ -668,33 +852,18 @@ impl StoreBatch<'_> {
         family_name: &str,
         writes: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<()> {
-        let cached_family = ReadCache::family_index(family_name);
-        let (inner, cached) = (&mut self.inner, &mut self.cached);
-        self.store.with_db(|db| {
-            let cf = family(db, family_name)?;
-            for (key, value) in writes {
-                match &value {
-                    Some(value) => inner.put_cf(cf, &key, value),
-                    None => inner.delete_cf(cf, &key),
-                }
-                if let Some(f) = cached_family {
-                    cached.push((f, key, value));
-                }
-            }
-            Ok(())
-        })
+        let f = family_index(family_name)?;
+        self.ops.extend(writes.map(|(key, value)| match value {
+            Some(value) => BatchOp::Put(f, key, value),
+            None => BatchOp::Delete(f, key),
+        }));
+        Ok(())
     }
 
     /// Deletes every key from `start` (included) to `end` (excluded).
     pub fn delete_range(&mut self, family_name: &str, start: &[u8], end: &[u8]) -> Result<()> {
-        if let Some(f) = ReadCache::family_index(family_name) {
-            self.cleared.push(f);
-        }
-        let inner = &mut self.inner;
-        self.store.with_db(|db| {
-            inner.delete_range_cf(family(db, family_name)?, start, end);
-            Ok(())
-        })
+        self.ops.push(BatchOp::DeleteRange(family_index(family_name)?, start.to_vec(), end.to_vec()));
+        Ok(())
     }
 
     /// Deletes every key that starts with `prefix`.
@@ -715,8 +884,31 @@ impl StoreBatch<'_> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.ops.is_empty()
     }
+}
+
+/// The RocksDB batch of `ops`.
+fn write_batch(db: &DB, ops: &[BatchOp]) -> Result<WriteBatch> {
+    let families = FAMILIES.iter().map(|name| family(db, name)).collect::<Result<Vec<_>>>()?;
+    let mut batch = WriteBatch::default();
+    for op in ops {
+        match op {
+            BatchOp::Put(f, key, value) => batch.put_cf(families[*f], key, value),
+            BatchOp::Delete(f, key) => batch.delete_cf(families[*f], key),
+            BatchOp::DeleteRange(f, start, end) => batch.delete_range_cf(families[*f], start, end),
+        }
+    }
+    Ok(batch)
+}
+
+/// What a checkpoint wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Keys written or deleted, and ranges deleted.
+    pub entries: u64,
+    /// Bytes of keys and values written.
+    pub bytes: u64,
 }
 
 #[cfg(test)]
@@ -778,6 +970,72 @@ mod tests {
         assert_eq!(store.get(CF_STATE, &key(19_999)).unwrap(), Some(19_999u32.to_le_bytes().to_vec()));
         assert_eq!(store.cache_stats().unwrap().hits, before.hits + 1);
         assert!(store.cache_stats().unwrap().bytes <= 64 * 1024);
+    }
+
+    #[test]
+    fn writes_held_in_memory_are_read_back_and_reach_rocksdb_at_a_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let mut batch = store.batch();
+            batch.put(CF_STATE, b"k1", b"on disk").unwrap();
+            batch.put(CF_STATE, b"k2", b"on disk").unwrap();
+            batch.put(CF_ROWS, b"r1", b"on disk").unwrap();
+            store.write(batch).unwrap();
+            assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"on disk".to_vec())); // cached
+            store.hold_writes_in_memory();
+            let mut batch = store.batch();
+            batch.put(CF_STATE, b"k1", b"in memory").unwrap();
+            batch.delete(CF_STATE, b"k2").unwrap();
+            batch.put(CF_STATE, b"k3", b"in memory").unwrap();
+            batch.delete_prefix(CF_ROWS, b"r").unwrap();
+            batch.put(CF_ROWS, b"r2", b"in memory").unwrap();
+            store.write(batch).unwrap();
+            assert!(store.unwritten_bytes().unwrap() > 0);
+            // Every kind of read sees the writes, over what RocksDB and the cache hold.
+            assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"in memory".to_vec()));
+            assert_eq!(store.get(CF_STATE, b"k2").unwrap(), None);
+            assert_eq!(
+                store
+                    .multi_get(CF_STATE, &[b"k1".to_vec(), b"k2".to_vec(), b"k3".to_vec(), b"k4".to_vec()])
+                    .unwrap(),
+                vec![Some(b"in memory".to_vec()), None, Some(b"in memory".to_vec()), None]
+            );
+            let keys = |family| {
+                store.scan_prefix(family, b"").unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+            };
+            assert_eq!(keys(CF_STATE), vec![b"k1".to_vec(), b"k3".to_vec()]);
+            assert_eq!(keys(CF_ROWS), vec![b"r2".to_vec()]);
+            assert_eq!(store.first_from(CF_STATE, b"k2").unwrap().map(|(k, _)| k), Some(b"k3".to_vec()));
+            assert_eq!(store.count_keys(CF_STATE).unwrap(), 2);
+        }
+        // Not checkpointed: RocksDB still holds the state before them.
+        {
+            let store = Store::open(dir.path()).expect("reopen");
+            assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"on disk".to_vec()));
+            assert_eq!(store.get(CF_STATE, b"k3").unwrap(), None);
+            store.hold_writes_in_memory();
+            let mut batch = store.batch();
+            batch.put(CF_STATE, b"k1", b"checkpointed").unwrap();
+            batch.delete_prefix(CF_ROWS, b"r").unwrap();
+            batch.put(CF_ROWS, b"r2", b"checkpointed").unwrap();
+            store.write(batch).unwrap();
+            let stats = store.checkpoint(&[(b"journal_position", &7u64.to_be_bytes())]).unwrap();
+            assert_eq!(stats.entries, 3);
+            assert_eq!(store.unwritten_bytes().unwrap(), 0);
+            assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"checkpointed".to_vec()));
+            assert_eq!(store.meta_u64("journal_position").unwrap(), Some(7));
+            let mut batch = store.batch();
+            batch.put(CF_STATE, b"k1", b"after").unwrap();
+            store.write(batch).unwrap();
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"checkpointed".to_vec()));
+        assert_eq!(
+            store.scan_prefix(CF_ROWS, b"").unwrap(),
+            vec![(b"r2".to_vec(), b"checkpointed".to_vec())]
+        );
+        assert_eq!(store.meta_u64("journal_position").unwrap(), Some(7));
     }
 
     #[test]

@@ -1,0 +1,248 @@
+//! State changed since the last checkpoint, held in memory in front of RocksDB.
+//!
+//! With the journal making each step durable, a step's writes need not reach RocksDB
+//! one by one: they land here, and a checkpoint moves all of them to RocksDB in one
+//! sorted batch. A read asks here first: a key written since the checkpoint, or deleted
+//! (by key or by a range), is answered from memory; any other key is what RocksDB holds.
+//!
+//! ```text
+//!   read ──> DirtyState (changed since the checkpoint) ──> read cache ──> RocksDB
+//!   step ──> DirtyState                 checkpoint: DirtyState ──one batch──> RocksDB
+//! ```
+//!
+//! Entries are kept sorted (a `BTreeMap` per family) because scans read them merged
+//! with RocksDB's sorted iterator, and a checkpoint writes them in key order.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use segstream_types::Result;
+
+/// A value written since the checkpoint: `None` is a deletion.
+pub(crate) type Value = Option<Vec<u8>>;
+
+/// What this layer says about a key.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Dirty<'a> {
+    /// Written since the checkpoint.
+    Value(&'a [u8]),
+    /// Deleted since the checkpoint, by key or by a range.
+    Deleted,
+    /// Not changed since the checkpoint: RocksDB has it.
+    Clean,
+}
+
+/// One family's changes since the checkpoint: the ranges deleted, in order, and the
+/// entries written or deleted, in key order.
+pub(crate) struct FamilyChanges<'a> {
+    pub(crate) family: usize,
+    pub(crate) ranges: &'a [(Vec<u8>, Vec<u8>)],
+    pub(crate) entries: &'a BTreeMap<Vec<u8>, Value>,
+}
+
+/// What a changed entry costs beyond its bytes: the tree slot and two vector headers.
+const ENTRY_OVERHEAD: usize = 80;
+
+/// The entries of every family changed since the last checkpoint.
+pub(crate) struct DirtyState {
+    families: Vec<BTreeMap<Vec<u8>, Value>>,
+    /// Ranges deleted since the checkpoint, `[start, end)`, per family. An entry written
+    /// after a range was deleted is in `families`, which is asked first.
+    ranges: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    bytes: usize,
+}
+
+fn cost(key: &[u8], value: &Value) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+}
+
+impl DirtyState {
+    pub(crate) fn new(families: usize) -> Self {
+        Self { families: vec![BTreeMap::new(); families], ranges: vec![Vec::new(); families], bytes: 0 }
+    }
+
+    pub(crate) fn get(&self, family: usize, key: &[u8]) -> Dirty<'_> {
+        match self.families[family].get(key) {
+            Some(Some(value)) => Dirty::Value(value),
+            Some(None) => Dirty::Deleted,
+            None if self.in_deleted_range(family, key) => Dirty::Deleted,
+            None => Dirty::Clean,
+        }
+    }
+
+    fn in_deleted_range(&self, family: usize, key: &[u8]) -> bool {
+        self.ranges[family].iter().any(|(start, end)| key >= start.as_slice() && key < end.as_slice())
+    }
+
+    /// Records a write (`None`: a deletion).
+    pub(crate) fn write(&mut self, family: usize, key: Vec<u8>, value: Value) {
+        let added = cost(&key, &value);
+        if let Some(previous) = self.families[family].insert(key.clone(), value) {
+            self.bytes -= cost(&key, &previous);
+        }
+        self.bytes += added;
+    }
+
+    /// Records the deletion of every key in `[start, end)`.
+    pub(crate) fn delete_range(&mut self, family: usize, start: &[u8], end: &[u8]) {
+        if start >= end {
+            return;
+        }
+        let inside: Vec<Vec<u8>> = self.families[family]
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in inside {
+            if let Some(value) = self.families[family].remove(&key) {
+                self.bytes -= cost(&key, &value);
+            }
+        }
+        self.bytes += start.len() + end.len() + ENTRY_OVERHEAD;
+        self.ranges[family].push((start.to_vec(), end.to_vec()));
+    }
+
+    /// Bytes held (keys, values and an estimate of overhead): a checkpoint comes early
+    /// when this nears the state budget.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keys and values from `start` (included) to `end` (excluded; `None`: the end of
+    /// the family), at most `limit`: `stored` (RocksDB's sorted scan of the same range)
+    /// with this layer's changes applied.
+    pub(crate) fn merge_scan(
+        &self,
+        family: usize,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        stored: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut changed = self.families[family].range::<[u8], _>((Bound::Included(start), upper)).peekable();
+        let mut stored = stored.peekable();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let stored_key = match stored.peek() {
+                Some(Ok((key, _))) => Some(key.as_slice()),
+                Some(Err(_)) => return Err(stored.next().and_then(Result::err).expect("an error")),
+                None => None,
+            };
+            let take_changed = match (changed.peek(), stored_key) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((changed_key, _)), Some(stored_key)) => changed_key.as_slice() <= stored_key,
+            };
+            if take_changed {
+                let (key, value) = changed.next().expect("peeked");
+                // The changed entry replaces a stored one with the same key.
+                if stored_key == Some(key.as_slice()) {
+                    stored.next();
+                }
+                if let Some(value) = value {
+                    out.push((key.clone(), value.clone()));
+                }
+            } else {
+                let (key, value) = stored.next().expect("peeked")?;
+                if !self.in_deleted_range(family, &key) {
+                    out.push((key, value));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Everything changed, per family, for a checkpoint to write (the ranges first).
+    pub(crate) fn changes(&self) -> impl Iterator<Item = FamilyChanges<'_>> {
+        self.families.iter().enumerate().map(|(family, entries)| FamilyChanges {
+            family,
+            ranges: self.ranges[family].as_slice(),
+            entries,
+        })
+    }
+
+    /// Forgets everything: a checkpoint wrote it to RocksDB.
+    pub(crate) fn clear(&mut self) {
+        self.families.iter_mut().for_each(BTreeMap::clear);
+        self.ranges.iter_mut().for_each(Vec::clear);
+        self.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(
+        dirty: &DirtyState,
+        stored: &[(&str, &str)],
+        start: &str,
+        end: Option<&str>,
+        limit: usize,
+    ) -> Vec<String> {
+        let stored = stored.iter().map(|(k, v)| Ok((k.as_bytes().to_vec(), v.as_bytes().to_vec())));
+        let stored: Vec<_> = stored
+            .filter(|r: &Result<(Vec<u8>, Vec<u8>)>| {
+                let key = &r.as_ref().unwrap().0;
+                key.as_slice() >= start.as_bytes() && end.is_none_or(|e| key.as_slice() < e.as_bytes())
+            })
+            .collect();
+        dirty
+            .merge_scan(0, start.as_bytes(), end.map(str::as_bytes), limit, stored.into_iter())
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| format!("{}={}", String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_see_writes_deletions_and_ranges_in_order() {
+        let mut dirty = DirtyState::new(1);
+        assert_eq!(dirty.get(0, b"a"), Dirty::Clean);
+        dirty.write(0, b"a".to_vec(), Some(b"1".to_vec()));
+        dirty.write(0, b"b".to_vec(), None);
+        assert_eq!(dirty.get(0, b"a"), Dirty::Value(b"1"));
+        assert_eq!(dirty.get(0, b"b"), Dirty::Deleted);
+        // A range deleted, then a key in it written again: the write wins.
+        dirty.delete_range(0, b"a", b"c");
+        assert_eq!(dirty.get(0, b"a"), Dirty::Deleted);
+        assert_eq!(dirty.get(0, b"bz"), Dirty::Deleted);
+        assert_eq!(dirty.get(0, b"c"), Dirty::Clean);
+        dirty.write(0, b"b".to_vec(), Some(b"2".to_vec()));
+        assert_eq!(dirty.get(0, b"b"), Dirty::Value(b"2"));
+        assert!(dirty.bytes() > 0);
+        dirty.clear();
+        assert_eq!((dirty.bytes(), dirty.get(0, b"a")), (0, Dirty::Clean));
+    }
+
+    #[test]
+    fn scans_merge_changes_over_what_is_stored() {
+        let stored = [("a", "s"), ("b", "s"), ("c", "s"), ("d", "s"), ("f", "s")];
+        let mut dirty = DirtyState::new(1);
+        assert_eq!(scan(&dirty, &stored, "b", Some("e"), 10), ["b=s", "c=s", "d=s"]);
+        dirty.write(0, b"b".to_vec(), Some(b"new".to_vec())); // replaces a stored key
+        dirty.write(0, b"bb".to_vec(), Some(b"new".to_vec())); // between stored keys
+        dirty.write(0, b"c".to_vec(), None); // deletes a stored key
+        dirty.write(0, b"e".to_vec(), Some(b"new".to_vec())); // at the excluded end
+        assert_eq!(scan(&dirty, &stored, "b", Some("e"), 10), ["b=new", "bb=new", "d=s"]);
+        assert_eq!(scan(&dirty, &stored, "", None, 10), ["a=s", "b=new", "bb=new", "d=s", "e=new", "f=s"]);
+        // The limit counts what the reader gets, not what was skipped.
+        assert_eq!(scan(&dirty, &stored, "b", None, 3), ["b=new", "bb=new", "d=s"]);
+        dirty.delete_range(0, b"d", b"g");
+        dirty.write(0, b"e".to_vec(), Some(b"again".to_vec()));
+        assert_eq!(scan(&dirty, &stored, "", None, 10), ["a=s", "b=new", "bb=new", "e=again"]);
+    }
+
+    #[test]
+    fn bytes_follow_what_is_held() {
+        let mut dirty = DirtyState::new(2);
+        dirty.write(1, b"key".to_vec(), Some(vec![0; 100]));
+        let one = dirty.bytes();
+        assert_eq!(one, 3 + 100 + ENTRY_OVERHEAD);
+        dirty.write(1, b"key".to_vec(), Some(vec![0; 10]));
+        assert_eq!(dirty.bytes(), 3 + 10 + ENTRY_OVERHEAD);
+        dirty.delete_range(1, b"k", b"l");
+        assert_eq!(dirty.bytes(), 2 + ENTRY_OVERHEAD);
+    }
+}
