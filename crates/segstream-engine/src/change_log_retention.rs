@@ -8,7 +8,8 @@ use std::time::Duration;
 use segstream_state::{CF_CHANGES, CF_META};
 use segstream_types::{Error, Result};
 
-use crate::maintain::{change_key, decode_change};
+use crate::change_log::{decode_change, ChangeLog};
+use crate::step::Step;
 use crate::Engine;
 
 /// How much of each segment's change log is kept. Unlimited by default.
@@ -61,7 +62,7 @@ impl Engine {
             return Ok(0);
         }
         let now = self.clock.now().nanos();
-        let mut batch = self.store.batch();
+        let mut step = Step::new(&self.store, self.clock.now());
         let mut dropped = 0;
         for (name, dataflow) in &self.dataflows {
             let log_id = dataflow.log_id;
@@ -76,7 +77,7 @@ impl Engine {
                 'pages: while cut <= last {
                     let page = self.store.scan_range_limit(
                         CF_CHANGES,
-                        &change_key(log_id, cut),
+                        &ChangeLog::new(log_id).key(cut),
                         &log_id.to_be_bytes(),
                         PAGE,
                     )?;
@@ -93,13 +94,17 @@ impl Engine {
                 }
             }
             if cut > first {
-                batch.delete_range(CF_CHANGES, &change_key(log_id, first), &change_key(log_id, cut))?;
-                batch.put_u64(CF_META, &first_kept_key(log_id), cut)?;
+                step.delete_range(
+                    CF_CHANGES,
+                    ChangeLog::new(log_id).key(first),
+                    ChangeLog::new(log_id).key(cut),
+                );
+                step.cx.put(CF_META, first_kept_key(log_id), cut.to_be_bytes().to_vec());
                 dropped += cut - first;
             }
         }
         if dropped > 0 {
-            self.store.write(batch)?;
+            self.commit(step)?;
         }
         Ok(dropped)
     }

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use segstream_ops::{SegmentDataflow, StepContext};
+use segstream_ops::SegmentDataflow;
 use segstream_sql::ast::{AdvanceTime, CreateSegment, Name, ObjectKind, StatementKind};
 use segstream_sql::planner::closest;
 use segstream_sql::schema::sql_type_name;
@@ -12,6 +12,7 @@ use segstream_types::{Error, Result, Timestamp};
 use crate::clock::{Clock, ClockMode};
 use crate::maintain::{BackfillProgress, CatalogWrite};
 use crate::output::Output;
+use crate::step::Step;
 
 /// Where the engine keeps its data and how its clock runs.
 #[derive(Debug, Clone)]
@@ -423,13 +424,13 @@ impl Engine {
     /// Persists a definition under a new id (dropping `replaces`) and adds it to the catalog.
     fn add_relation(&mut self, relation: Relation, replaces: Option<u64>) -> Result<()> {
         let id = self.next_id;
-        let mut batch = self.store.batch();
+        let mut step = Step::new(&self.store, self.clock.now());
         if let Some(old) = replaces {
-            batch.delete(CF_CATALOG, &old.to_be_bytes())?;
+            step.cx.delete(CF_CATALOG, old.to_be_bytes().to_vec());
         }
-        batch.put(CF_CATALOG, &id.to_be_bytes(), relation.definition.as_bytes())?;
-        batch.put_u64(CF_META, META_NEXT_ID.as_bytes(), id + 1)?;
-        self.store.write(batch)?;
+        step.cx.put(CF_CATALOG, id.to_be_bytes().to_vec(), relation.definition.as_bytes().to_vec());
+        step.cx.put(CF_META, META_NEXT_ID.as_bytes().to_vec(), (id + 1).to_be_bytes().to_vec());
+        self.commit(step)?;
         self.next_id = id + 1;
         self.ids.insert(relation.name.clone(), id);
         self.catalog.insert(relation);
@@ -465,15 +466,13 @@ impl Engine {
         }
         let id =
             self.ids.get(&name.value).copied().ok_or_else(|| Error::internal(format!("{name} has no id")))?;
-        let mut batch = self.store.batch();
+        let mut step = Step::new(&self.store, self.clock.now());
         if kind == ObjectKind::Segment {
-            let mut cx = StepContext::new(&self.store, self.clock.now());
-            self.stop_maintaining(&name.value, id, &mut cx)?;
-            cx.write_to(&mut batch)?;
+            self.stop_maintaining(&name.value, id, &mut step.cx)?;
         }
-        batch.delete(CF_CATALOG, &id.to_be_bytes())?;
-        batch.delete_prefix(CF_ROWS, &id.to_be_bytes())?;
-        self.store.write(batch)?;
+        step.cx.delete(CF_CATALOG, id.to_be_bytes().to_vec());
+        step.delete_prefix(CF_ROWS, &id.to_be_bytes())?;
+        self.commit(step)?;
         self.dataflows.remove(&name.value);
         self.catalog.remove(&name.value);
         self.ids.remove(&name.value);

@@ -17,16 +17,16 @@ use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use segstream_ops::{ChangeKind, StepContext};
 use segstream_sql::ast::{Name, ObjectKind};
 use segstream_state::codec::{decode_row, encode_key, encode_row, rows_to_batch};
-use segstream_state::{CF_CHANGES, CF_ROWS};
+use segstream_state::CF_ROWS;
 use segstream_types::{DeltaBatch, Error, Result};
 
+use crate::change_log::{key_text, ChangeLog};
 use crate::engine::Engine;
-use crate::maintain::{decode_change, encode_change, key_text, REASON_ERASED};
 use crate::output::Output;
 use crate::rows::{decode_stored_events, encode_event_block};
+use crate::step::Step;
 
 /// What one `FORGET KEY` erased.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,7 +58,8 @@ impl Engine {
         }
         self.catch_up_with_wall_clock()?;
         let before = self.memberships_of(key)?;
-        let mut cx = StepContext::new(&self.store, self.clock.now());
+        let mut step = Step::new(&self.store, self.clock.now());
+        let cx = &mut step.cx;
         let mut report = ForgetReport::default();
         let mut relations = HashMap::new();
         let chosen = |name: &str| only.is_empty() || only.iter().any(|n| n.value == name);
@@ -103,30 +104,21 @@ impl Engine {
                 relations.insert(relation.name.clone(), delta);
             }
         }
-        self.propagate(relations, &HashMap::new(), &mut cx, Some(key))?;
+        self.propagate(relations, &HashMap::new(), cx, Some(key))?;
         // Redact what was logged before this step (this step's erase markers are in
         // `cx`, not yet in the store, so they are not seen here), except in a segment the
         // key is still a member of through other keys' rows: there its history is what a
         // subscriber replays to know it is a member.
         for dataflow in self.dataflows.values() {
-            if self.is_member_in(&cx, dataflow, key)? {
+            if self.is_member_in(cx, dataflow, key)? {
                 report.still_member.push(dataflow.name.clone());
                 continue;
             }
-            let log_id = dataflow.log_id.to_be_bytes();
-            for (stored, bytes) in self.store.scan_prefix(CF_CHANGES, &log_id)? {
-                let record = decode_change(&dataflow.name, &stored, &bytes)?;
-                // An earlier erase marker stays: a subscriber that was away learns from
-                // it whom to erase.
-                let marker = record.kind == ChangeKind::Exited && record.reason == REASON_ERASED;
-                if record.key == key && !marker {
-                    let redacted = encode_change(ChangeKind::Redacted, record.at, "", "{}", REASON_ERASED);
-                    cx.put(CF_CHANGES, stored, redacted);
-                    report.redacted += 1;
-                }
-            }
+            report.redacted +=
+                ChangeLog::new(dataflow.log_id).redact(&self.store, cx, &dataflow.name, key)?;
         }
-        self.commit_step(cx)?;
+        step.stamp_clock();
+        self.commit(step)?;
         report.exited = before.into_iter().filter(|s| !report.still_member.contains(s)).collect();
         Ok(report)
     }

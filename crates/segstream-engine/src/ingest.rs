@@ -19,6 +19,7 @@ use segstream_state::codec::{rows_to_batch, ByteReader, ByteWriter};
 use segstream_types::{Error, Result};
 
 use crate::engine::Engine;
+use crate::step::Step;
 
 /// Rows to ingest.
 #[derive(Debug, Clone)]
@@ -122,7 +123,7 @@ impl Engine {
     pub fn expire_idempotency_keys(&mut self, window: std::time::Duration) -> Result<u64> {
         let window = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
         let cutoff = key_expiry_entry(self.now().nanos().saturating_sub(window), "");
-        let mut batch = self.store.batch();
+        let mut step = Step::new(&self.store, self.now());
         let mut dropped = 0;
         let mut from = KEY_EXPIRY_PREFIX.to_vec();
         'pages: loop {
@@ -138,13 +139,13 @@ impl Engine {
                 let key = entry.get(KEY_EXPIRY_PREFIX.len() + 8..).unwrap_or_default();
                 let mut marker = b"ingest_key/".to_vec();
                 marker.extend_from_slice(key);
-                batch.delete(segstream_state::CF_META, &marker)?;
-                batch.delete(segstream_state::CF_META, entry)?;
+                step.cx.delete(segstream_state::CF_META, marker);
+                step.cx.delete(segstream_state::CF_META, entry.clone());
                 dropped += 1;
             }
         }
         if dropped > 0 {
-            self.store.write(batch)?;
+            self.commit(step)?;
         }
         Ok(dropped)
     }

@@ -3,9 +3,10 @@
 //! hoc queries with DataFusion in batch.
 //!
 //! ```text
-//!   text -> segstream-sql (parse, plan) -> Engine::execute_statement -> segstream-state (one write batch)
+//!   text -> segstream-sql (parse, plan) -> Engine::execute_statement -> a Step -> Engine::commit -> segstream-state (one write batch)
 //! ```
 
+mod change_log;
 mod change_log_retention;
 mod clock;
 mod engine;
@@ -16,15 +17,17 @@ mod maintain;
 mod output;
 mod query;
 mod rows;
+mod step;
 mod stream_retention;
 
+pub use change_log::ChangeRecord;
 pub use change_log_retention::ChangeLogRetention;
 pub use clock::ClockMode;
 pub use engine::{Engine, EngineOptions, TimerPassStats};
 pub use forget::ForgetReport;
 pub use ingest::{IngestReport, IngestRows, RejectedRow};
 pub use lookup::{ChangeLogReader, MemberRecord};
-pub use maintain::{BackfillProgress, ChangeRecord};
+pub use maintain::BackfillProgress;
 pub use output::Output;
 pub use segstream_ops::ChangeKind;
 pub use segstream_state::{CacheStats, DEFAULT_CACHE_BYTES as DEFAULT_STATE_CACHE_BYTES};

@@ -7,10 +7,10 @@ use datafusion::common::ScalarValue;
 use segstream_ops::membership::MembershipSink;
 use segstream_ops::StepContext;
 use segstream_state::codec::encode_key;
-use segstream_state::{CF_CHANGES, CF_MEMBERS, CF_META};
+use segstream_state::CF_MEMBERS;
 use segstream_types::{Error, Result};
 
-use crate::maintain::{attributes_json, change_key, decode_change, key_text, log_key, seq_key};
+use crate::change_log::{attributes_json, key_text, log_key, ChangeLog};
 use crate::{ChangeRecord, Engine};
 
 /// A member as services see it.
@@ -46,13 +46,7 @@ impl Engine {
 
     /// The sequence number of a segment's last change (0 before any).
     pub fn last_seq(&self, segment: &str) -> Result<u64> {
-        let log_id = self.log_id(segment)?;
-        match self.store.get(CF_META, &seq_key(log_id))? {
-            Some(v) => {
-                Ok(u64::from_be_bytes(v.try_into().map_err(|_| Error::storage("damaged sequence number"))?))
-            }
-            None => Ok(0),
-        }
+        ChangeLog::new(self.log_id(segment)?).last_seq(&self.store)
     }
 
     /// The segment names, in name order.
@@ -162,11 +156,7 @@ pub struct ChangeLogReader {
 impl ChangeLogReader {
     /// At most `limit` changes with sequence numbers from `from` on.
     pub fn page(&self, from: u64, limit: usize) -> Result<Vec<ChangeRecord>> {
-        self.store
-            .scan_range_limit(CF_CHANGES, &change_key(self.log_id, from), &self.log_id.to_be_bytes(), limit)?
-            .iter()
-            .map(|(key, value)| decode_change(&self.segment, key, value))
-            .collect()
+        ChangeLog::new(self.log_id).page(&self.store, &self.segment, from, limit)
     }
 
     /// Whether the segment still exists with this log (not dropped, not dropped and

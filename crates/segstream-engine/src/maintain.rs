@@ -11,32 +11,15 @@ use segstream_ops::membership::members;
 use segstream_ops::temporal_filter::{DueTimer, TimerScan};
 use segstream_ops::{ChangeKind, MemberChange, SegmentDataflow, StepContext, StepInput};
 use segstream_sql::ast::ObjectKind;
-use segstream_state::codec::{decode_instant, encode_instant, rows_to_batch, ByteWriter};
+use segstream_state::codec::{decode_instant, encode_instant, rows_to_batch};
 use segstream_state::{CF_CATALOG, CF_CHANGES, CF_MEMBERS, CF_META, CF_STATE, CF_TIMERS};
 use segstream_types::{DeltaBatch, Error, Result, Timestamp};
 
+use crate::change_log::{decode_change, key_text, log_key, ChangeLog, ChangeRecord};
 use crate::engine::Engine;
+use crate::step::Step;
 
 pub(crate) const META_CLOCK: &str = "clock";
-
-/// `log/<name>`: the id a segment's members and change log are kept under.
-pub(crate) fn log_key(name: &str) -> String {
-    format!("log/{name}")
-}
-
-/// A change's key in the change log: the segment's log id, then the sequence number,
-/// both big-endian, so a log reads in order and one log's keys share a prefix.
-pub(crate) fn change_key(log_id: u64, seq: u64) -> Vec<u8> {
-    let mut key = log_id.to_be_bytes().to_vec();
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-pub(crate) fn seq_key(log_id: u64) -> Vec<u8> {
-    let mut key = b"seq/".to_vec();
-    key.extend_from_slice(&log_id.to_be_bytes());
-    key
-}
 
 /// Where `meta` records the layout of join state, and the layout this version writes:
 /// each side's rows under one join key as one value.
@@ -69,14 +52,16 @@ impl Engine {
         if self.store.meta_u64(META_JOIN_LAYOUT)? == Some(JOIN_ARRANGEMENT_PER_KEY) {
             return Ok(());
         }
-        let mut cx = StepContext::new(&self.store, self.clock.manual);
+        let mut step = Step::new(&self.store, self.clock.manual);
         for df in self.dataflows.values() {
-            df.upgrade_layout(&mut cx)?;
+            df.upgrade_layout(&mut step.cx)?;
         }
-        let mut batch = self.store.batch();
-        cx.write_to(&mut batch)?;
-        batch.put_u64(CF_META, META_JOIN_LAYOUT.as_bytes(), JOIN_ARRANGEMENT_PER_KEY)?;
-        self.store.write(batch)
+        step.cx.put(
+            CF_META,
+            META_JOIN_LAYOUT.as_bytes().to_vec(),
+            JOIN_ARRANGEMENT_PER_KEY.to_be_bytes().to_vec(),
+        );
+        self.commit(step)
     }
 
     /// Segments in an order where each comes after the segments it reads. Every step
@@ -177,55 +162,10 @@ impl Engine {
                 StepInput { relations: touched, fired: timers.cloned().unwrap_or_default(), initial: false };
             let changes = df.step(&input, cx)?;
             if !changes.is_empty() {
-                self.log_changes(df.log_id, &df.output, &changes, cx, erasing)?;
+                ChangeLog::new(df.log_id).append(&df.output, &changes, cx, erasing)?;
                 relations.insert(name.clone(), changes_as_delta(&df.output, &changes)?);
             }
         }
-        Ok(())
-    }
-
-    /// Appends one change record per change to the segment's log, seq = last + 1.
-    /// The exit of the key being erased, if any, carries the reason `erased`.
-    pub(crate) fn log_changes(
-        &self,
-        log_id: u64,
-        schema: &SchemaRef,
-        changes: &[MemberChange],
-        cx: &mut StepContext,
-        erasing: Option<&str>,
-    ) -> Result<()> {
-        let mut seq = match cx.get(CF_META, &seq_key(log_id))? {
-            Some(v) => {
-                u64::from_be_bytes(v.try_into().map_err(|_| Error::storage("damaged sequence number"))?)
-            }
-            None => 0,
-        };
-        // Each change at its member's instant (in a pass over several instants they
-        // differ), logged in instant order.
-        let mut stamped = Vec::with_capacity(changes.len());
-        for change in changes {
-            let row = change
-                .new
-                .as_ref()
-                .or(change.old.as_ref())
-                .ok_or_else(|| Error::internal("a change without a row"))?;
-            stamped.push((cx.instant_of(&row[0])?, row, change));
-        }
-        stamped.sort_by_key(|(at, _, _)| *at);
-        for (at, row, change) in stamped {
-            seq += 1;
-            let key = key_text(&row[0]);
-            let erased = change.kind == ChangeKind::Exited && erasing == Some(key.as_str());
-            let record = encode_change(
-                change.kind,
-                at,
-                &key,
-                &attributes_json(schema, change.new.as_ref()),
-                if erased { REASON_ERASED } else { "" },
-            );
-            cx.put(CF_CHANGES, change_key(log_id, seq), record);
-        }
-        cx.put(CF_META, seq_key(log_id), seq.to_be_bytes().to_vec());
         Ok(())
     }
 
@@ -240,7 +180,8 @@ impl Engine {
         names: &[String],
         definition: Option<CatalogWrite>,
     ) -> Result<()> {
-        let mut cx = StepContext::new(&self.store, self.clock.now());
+        let mut step = Step::new(&self.store, self.clock.now());
+        let cx = &mut step.cx;
         if let Some(d) = &definition {
             if let Some(old) = d.replaces {
                 cx.delete(CF_CATALOG, old.to_be_bytes().to_vec());
@@ -262,8 +203,8 @@ impl Engine {
             };
             let previous = match self.dataflows.get(name) {
                 Some(old) => {
-                    delete_operator_state(&mut cx, old.segment_id)?;
-                    members(&cx, &old.output, log_id)?
+                    delete_operator_state(cx, old.segment_id)?;
+                    members(cx, &old.output, log_id)?
                 }
                 None => Vec::new(),
             };
@@ -279,7 +220,7 @@ impl Engine {
             // difference between the members before and after.
             let mut initial = true;
             for read in df.reads() {
-                let contents = self.current_contents(read, &cx, &rebuilt)?;
+                let contents = self.current_contents(read, cx, &rebuilt)?;
                 let total = contents.len();
                 let mut done = 0;
                 while done < total || (initial && total == 0) {
@@ -289,7 +230,7 @@ impl Engine {
                         contents.weights[done..done + n].to_vec(),
                     )?;
                     let relations = HashMap::from([(read.clone(), chunk)]);
-                    df.step(&StepInput { relations, fired: HashMap::new(), initial }, &mut cx)?;
+                    df.step(&StepInput { relations, fired: HashMap::new(), initial }, cx)?;
                     initial = false;
                     done += n;
                     if let Some(report) = &self.progress {
@@ -304,18 +245,16 @@ impl Engine {
             }
             if initial {
                 // Reads nothing (constant rows only).
-                df.step(&StepInput { relations: HashMap::new(), fired: HashMap::new(), initial }, &mut cx)?;
+                df.step(&StepInput { relations: HashMap::new(), fired: HashMap::new(), initial }, cx)?;
             }
-            let changes = diff_members(previous, members(&cx, &df.output, log_id)?);
+            let changes = diff_members(previous, members(cx, &df.output, log_id)?);
             if !changes.is_empty() {
-                self.log_changes(log_id, &df.output, &changes, &mut cx, None)?;
+                ChangeLog::new(log_id).append(&df.output, &changes, cx, None)?;
             }
             rebuilt.insert(name.clone(), df);
         }
-        cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
-        let mut batch = self.store.batch();
-        cx.write_to(&mut batch)?;
-        self.store.write(batch)?;
+        step.stamp_clock();
+        self.commit(step)?;
         self.dataflows.extend(rebuilt);
         Ok(())
     }
@@ -352,7 +291,7 @@ impl Engine {
                     cx.delete(family, key);
                 }
             }
-            cx.delete(CF_META, seq_key(log_id));
+            cx.delete(CF_META, ChangeLog::new(log_id).seq_key());
             cx.delete(CF_META, crate::change_log_retention::first_kept_key(log_id));
         }
         cx.delete(CF_META, log_key(name).into_bytes());
@@ -393,22 +332,23 @@ impl Engine {
         if target < self.clock.manual {
             return Ok(()); // the clock never goes backwards (a wall clock stepping back waits)
         }
-        let mut cx = StepContext::new(&self.store, target);
+        let mut step = Step::new(&self.store, target);
+        let cx = &mut step.cx;
         let clock = self.clock.manual;
         let in_passes = self.segments_firing_in_passes();
         // Timers are only ever set after the instant of the step that sets them, so the
         // next due one is after the last instant processed.
         let mut from = clock.nanos().saturating_add(1);
-        let mut timers = TimerScan::new(&cx, from, target.nanos())?;
+        let mut timers = TimerScan::new(cx, from, target.nanos())?;
         let mut stats = self.timer_pass_stats;
         loop {
-            let mut pass = gather_pass(&mut timers, &cx, from, &in_passes)?;
+            let mut pass = gather_pass(&mut timers, cx, from, &in_passes)?;
             let Some(&(first, _)) = pass.instants.first() else { break };
-            while let Some(early) = self.run_pass(&pass, clock, &mut cx)? {
+            while let Some(early) = self.run_pass(&pass, clock, cx)? {
                 // A timer set inside the pass's span: run it again, ending before it.
                 cx.rollback();
                 let keep = pass.instants.partition_point(|(instant, _)| *instant < early);
-                timers.rewind(&cx, pass.instants[keep].0)?;
+                timers.rewind(cx, pass.instants[keep].0)?;
                 pass.truncate(keep);
                 stats.retried += 1;
             }
@@ -419,11 +359,9 @@ impl Engine {
         // The manual clock is state; the wall clock is only written when timers fired
         // (so a restart never moves it back before what was logged).
         cx.now = target;
-        if self.clock.mode == crate::ClockMode::Manual || cx.has_writes() {
-            cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (target.nanos() as u64).to_be_bytes().to_vec());
-            let mut batch = self.store.batch();
-            cx.write_to(&mut batch)?;
-            self.store.write(batch)?;
+        if self.clock.mode == crate::ClockMode::Manual || !step.is_empty() {
+            step.stamp_clock();
+            self.commit(step)?;
         }
         self.clock.manual = target;
         self.timer_pass_stats = stats;
@@ -511,13 +449,7 @@ impl Engine {
         let Some(log_id) = self.store.meta_u64(&log_key(segment))? else {
             return Err(Error::catalog(format!("no segment is named `{segment}`")));
         };
-        let mut out = Vec::new();
-        for (key, value) in
-            self.store.scan_range(CF_CHANGES, &change_key(log_id, from), &log_id.to_be_bytes())?
-        {
-            out.push(decode_change(segment, &key, &value)?);
-        }
-        Ok(out)
+        ChangeLog::new(log_id).page(&self.store, segment, from, usize::MAX)
     }
 
     /// The segments `key` is a member of now, by name.
@@ -629,39 +561,6 @@ fn gather_pass(
     Ok(pass)
 }
 
-/// The reason of an exit caused by `FORGET KEY`, and of the records it redacted.
-pub(crate) const REASON_ERASED: &str = "erased";
-
-/// One change record's value: kind, instant, member key, attributes, reason.
-pub(crate) fn encode_change(
-    kind: ChangeKind,
-    at: Timestamp,
-    key: &str,
-    attributes: &str,
-    reason: &str,
-) -> Vec<u8> {
-    let mut value = ByteWriter::default();
-    value
-        .u8(kind.code())
-        .i64(at.nanos())
-        .bytes(key.as_bytes())
-        .bytes(attributes.as_bytes())
-        .bytes(reason.as_bytes());
-    value.0
-}
-
-pub(crate) fn decode_change(segment: &str, key: &[u8], value: &[u8]) -> Result<ChangeRecord> {
-    let corrupt = || Error::storage("a change record is damaged");
-    let seq = u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-    let mut r = segstream_state::codec::ByteReader::new(value);
-    let kind = ChangeKind::from_code(r.u8()?).ok_or_else(corrupt)?;
-    let at = Timestamp(r.i64()?);
-    let member = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
-    let attributes = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
-    let reason = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
-    Ok(ChangeRecord { segment: segment.to_string(), seq, key: member, kind, at, attributes, reason })
-}
-
 /// How far a segment's backfill has got, reported after each batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackfillProgress {
@@ -679,20 +578,6 @@ pub(crate) struct CatalogWrite {
     /// The definition it replaces (CREATE OR REPLACE).
     pub replaces: Option<u64>,
     pub next_id: u64,
-}
-
-/// One record of a segment's change log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChangeRecord {
-    pub segment: String,
-    pub seq: u64,
-    pub key: String,
-    pub kind: ChangeKind,
-    pub at: Timestamp,
-    /// The attributes after the change, as a JSON object (`{}` without attributes or
-    /// after an exit).
-    pub attributes: String,
-    pub reason: String,
 }
 
 fn delete_operator_state(cx: &mut StepContext, segment_id: u64) -> Result<()> {
@@ -744,62 +629,4 @@ pub(crate) fn changes_as_delta(schema: &SchemaRef, changes: &[MemberChange]) -> 
         }
     }
     DeltaBatch::new(rows_to_batch(schema, &rows)?, weights)
-}
-
-/// A member key as text (what the change log and subscribers see).
-pub(crate) fn key_text(value: &ScalarValue) -> String {
-    match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            s.clone()
-        }
-        other => other.to_string(),
-    }
-}
-
-/// `{"frequency":3,"monetary":350.5}`: a member's attributes as a JSON object.
-pub(crate) fn attributes_json(schema: &SchemaRef, row: Option<&Vec<ScalarValue>>) -> String {
-    let Some(row) = row else { return "{}".into() };
-    let fields: Vec<String> = schema
-        .fields()
-        .iter()
-        .zip(row)
-        .skip(1)
-        .map(|(f, v)| format!("{}:{}", json_string(f.name()), json_value(v)))
-        .collect();
-    format!("{{{}}}", fields.join(","))
-}
-
-fn json_value(value: &ScalarValue) -> String {
-    if value.is_null() {
-        return "null".into();
-    }
-    match value {
-        ScalarValue::Boolean(Some(b)) => b.to_string(),
-        ScalarValue::Int16(Some(v)) => v.to_string(),
-        ScalarValue::Int32(Some(v)) => v.to_string(),
-        ScalarValue::Int64(Some(v)) => v.to_string(),
-        ScalarValue::Float32(Some(v)) if v.is_finite() => v.to_string(),
-        ScalarValue::Float64(Some(v)) if v.is_finite() => v.to_string(),
-        ScalarValue::TimestampNanosecond(Some(v), _) => json_string(&Timestamp(*v).to_string()),
-        ScalarValue::Utf8(Some(s)) => json_string(s),
-        other => json_string(&other.to_string()),
-    }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -12,7 +12,6 @@ use datafusion::sql::sqlparser::ast::{
     ConflictTarget, Delete, FromTable, Ident, Insert, ObjectName, OnConflictAction, OnInsert,
     Statement as SqlStatement, TableFactor, TableObject,
 };
-use segstream_ops::StepContext;
 use segstream_sql::ast::{Name, ObjectKind, StatementKind};
 use segstream_sql::parse_statement;
 use segstream_sql::parser::normalize;
@@ -25,8 +24,8 @@ use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::engine::Engine;
 use crate::ingest::rows_from_arrow;
-use crate::maintain::META_CLOCK;
 use crate::output::Output;
+use crate::step::Step;
 
 const META_NEXT_EVENT: &str = "next_event_seq";
 /// How stored events are keyed; absent in data directories that keyed them by arrival.
@@ -235,7 +234,8 @@ impl Engine {
         marker: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
-        let mut cx = StepContext::new(&self.store, self.clock.now());
+        let mut step = Step::new(&self.store, self.clock.now());
+        let cx = &mut step.cx;
         // The relation's delta for the segments that read it: an event is an insertion;
         // a table row that replaces another retracts it first.
         let delta = match relation.kind {
@@ -286,27 +286,18 @@ impl Engine {
         for (key, value) in marker {
             cx.put(CF_META, key, value);
         }
-        self.apply_relation_delta(&relation.name, delta, cx)?;
+        self.apply_relation_delta(&relation.name, delta, step)?;
         Ok(written)
     }
 
     /// Runs a stream's or table's changes through the segments that read it and commits
-    /// the rows, the segments' state and their change logs in one write batch.
-    fn apply_relation_delta(&self, name: &str, delta: DeltaBatch, mut cx: StepContext) -> Result<()> {
+    /// the rows, the segments' state and their change logs as one step, with its instant.
+    fn apply_relation_delta(&self, name: &str, delta: DeltaBatch, mut step: Step) -> Result<()> {
         let mut relations = HashMap::new();
         relations.insert(name.to_string(), delta);
-        self.propagate(relations, &HashMap::new(), &mut cx, None)?;
-        self.commit_step(cx)
-    }
-
-    /// Writes a data step (its rows, the segments' state and change logs) as one batch,
-    /// with the step's instant: after a restart the clock never starts before a change
-    /// already in the log.
-    pub(crate) fn commit_step(&self, mut cx: StepContext) -> Result<()> {
-        cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), (cx.now.nanos() as u64).to_be_bytes().to_vec());
-        let mut batch = self.store.batch();
-        cx.write_to(&mut batch)?;
-        self.store.write(batch)
+        self.propagate(relations, &HashMap::new(), &mut step.cx, None)?;
+        step.stamp_clock();
+        self.commit(step)
     }
 
     pub(crate) async fn delete(&mut self, delete: &Delete) -> Result<Output> {
@@ -356,7 +347,8 @@ impl Engine {
         };
         let (_, batches) = self.run_query(SqlStatement::Query(query)).await?;
         let id = self.id_of(&relation.name)?;
-        let mut cx = StepContext::new(&self.store, self.clock.now());
+        let mut step = Step::new(&self.store, self.clock.now());
+        let cx = &mut step.cx;
         let mut retracted = Vec::new();
         for keys in &batches {
             for row in 0..keys.num_rows() {
@@ -373,7 +365,7 @@ impl Engine {
         let deleted = retracted.len();
         let weights = vec![-1; deleted];
         let delta = DeltaBatch::new(rows_to_batch(&relation.schema, &retracted)?, weights)?;
-        self.apply_relation_delta(&relation.name, delta, cx)?;
+        self.apply_relation_delta(&relation.name, delta, step)?;
         Ok(Output::Done(format!("DELETE {deleted}")))
     }
 
@@ -383,7 +375,7 @@ impl Engine {
         if self.store.meta_u64(META_EVENT_KEYS)? == Some(EVENT_KEYS_BY_TIME) {
             return Ok(());
         }
-        let mut batch = self.store.batch();
+        let mut step = Step::new(&self.store, self.clock.now());
         for relation in self.catalog.list(ObjectKind::Stream) {
             let id = self.id_of(&relation.name)?;
             let time_index = event_time_index(relation)?;
@@ -392,12 +384,12 @@ impl Engine {
                 let seq =
                     u64::from_be_bytes(seq.try_into().map_err(|_| Error::storage("damaged event key"))?);
                 let row = decode_row(&relation.schema, &value)?;
-                batch.put(CF_ROWS, &event_key(id, event_nanos(&row[time_index])?, seq), &value)?;
-                batch.delete(CF_ROWS, &key)?;
+                step.cx.put(CF_ROWS, event_key(id, event_nanos(&row[time_index])?, seq), value);
+                step.cx.delete(CF_ROWS, key);
             }
         }
-        batch.put_u64(CF_META, META_EVENT_KEYS.as_bytes(), EVENT_KEYS_BY_TIME)?;
-        self.store.write(batch)
+        step.cx.put(CF_META, META_EVENT_KEYS.as_bytes().to_vec(), EVENT_KEYS_BY_TIME.to_be_bytes().to_vec());
+        self.commit(step)
     }
 
     pub(crate) fn id_of(&self, name: &str) -> Result<u64> {

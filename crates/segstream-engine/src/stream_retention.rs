@@ -20,6 +20,7 @@ use segstream_types::{Result, Timestamp};
 
 use crate::engine::Engine;
 use crate::rows::{decode_stored_events, event_nanos, event_time_index};
+use crate::step::Step;
 
 impl Engine {
     /// The rows of a stream or table as a query at `now` sees them: a retained stream's
@@ -51,7 +52,7 @@ impl Engine {
     /// hold the rows they retract), so this only frees the disk.
     pub fn drop_expired_events(&mut self) -> Result<usize> {
         let now = self.now();
-        let mut batch = self.store.batch();
+        let mut step = Step::new(&self.store, now);
         let mut streams = 0;
         for relation in self.catalog.list(ObjectKind::Stream) {
             let Some(first_kept) = first_retained_instant(relation, now) else { continue };
@@ -63,11 +64,11 @@ impl Engine {
                 Some((key, _)) if key.starts_with(&id) && key < end => {}
                 _ => continue,
             }
-            batch.delete_range(CF_ROWS, &id, &end)?;
+            step.delete_range(CF_ROWS, id.to_vec(), end);
             streams += 1;
         }
-        if !batch.is_empty() {
-            self.store.write(batch)?;
+        if !step.is_empty() {
+            self.commit(step)?;
         }
         Ok(streams)
     }

@@ -13,11 +13,16 @@
 //! | `members` | segment log id + member key          | weight and member row      |
 //! | `changes` | segment log id + seq (u64 BE)        | one change record          |
 //!
-//! Every statement's changes go into one [`StoreBatch`], written atomically, so a
-//! statement is either applied whole or not at all. By default each write syncs the WAL,
-//! so an acknowledged statement survives a crash; a server with many concurrent callers
-//! turns that off ([`Store::set_sync_writes`]) and makes a group of writes durable with one
+//! Every step's changes go into one [`StoreBatch`], written atomically, so a step is
+//! either applied whole or not at all. By default each write syncs the WAL, so an
+//! acknowledged statement survives a crash; a server with many concurrent callers turns
+//! that off ([`Store::set_sync_writes`]) and makes a group of writes durable with one
 //! [`WalSyncer::sync`] before acknowledging any of them (group commit).
+//!
+//! Durability version 2 (not yet used by the engine): with
+//! [`Store::hold_writes_in_memory`], batches stay in memory (`dirty.rs`) until
+//! [`Store::checkpoint`] writes them to RocksDB together, and the [`journal`] is what makes
+//! a step durable.
 
 pub mod codec;
 mod dirty;

@@ -1,0 +1,86 @@
+//! The step: the unit in which the engine changes anything.
+//!
+//! Every kind of step ends here: an ingest, `INSERT` or `DELETE` (rows run through the
+//! segments that read them), a statement (DDL, `FORGET KEY`), a clock advance (due
+//! timers fired, in passes), maintenance (expired events, trimmed change logs, expired
+//! idempotency keys) and the upgrades a data directory gets when it opens.
+//!
+//! ```text
+//!   Step::new ──> operators read and write through step.cx ──> Engine::commit(step)
+//!                 (a later operator of the step reads an earlier one's writes)     └─> one atomic store batch
+//! ```
+//!
+//! A step gathers all its writes before anything reaches the store, and
+//! [`Engine::commit`] hands them over as one batch: a step is applied whole or not at
+//! all, and a step that fails before its commit leaves no trace. This is the one place
+//! a step's writes leave the engine, so it is where a newcomer looks to see when a step
+//! is durable.
+
+use segstream_ops::StepContext;
+use segstream_state::{codec, Store, CF_META};
+use segstream_types::{Result, Timestamp};
+
+use crate::engine::Engine;
+use crate::maintain::META_CLOCK;
+
+/// One step's writes, until [`Engine::commit`].
+pub(crate) struct Step<'s> {
+    /// The step's instant and its writes, read back by its later operators.
+    pub(crate) cx: StepContext<'s>,
+    /// Key ranges deleted whole, `[start, end)` per family, applied before `cx`'s
+    /// writes. The step's own reads do not see them, so a step deletes ranges only of
+    /// keys it does not read back: a dropped relation's rows, a trimmed change log,
+    /// expired events.
+    ranges: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+}
+
+impl<'s> Step<'s> {
+    pub(crate) fn new(store: &'s Store, now: Timestamp) -> Self {
+        Self { cx: StepContext::new(store, now), ranges: Vec::new() }
+    }
+
+    /// Deletes every key from `start` (included) to `end` (excluded).
+    pub(crate) fn delete_range(&mut self, family: &'static str, start: Vec<u8>, end: Vec<u8>) {
+        self.ranges.push((family, start, end));
+    }
+
+    /// Deletes every key that starts with `prefix`.
+    pub(crate) fn delete_prefix(&mut self, family: &'static str, prefix: &[u8]) -> Result<()> {
+        match codec::prefix_end(prefix) {
+            Some(end) => self.delete_range(family, prefix.to_vec(), end),
+            // All 0xff: no key after the prefix to end a range at.
+            None => {
+                for (key, _) in self.cx.scan_prefix(family, prefix)? {
+                    self.cx.delete(family, key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the step's instant as the engine's clock: after a restart the clock never
+    /// starts before a change already in a log.
+    pub(crate) fn stamp_clock(&mut self) {
+        let now = (self.cx.now.nanos() as u64).to_be_bytes().to_vec();
+        self.cx.put(CF_META, META_CLOCK.as_bytes().to_vec(), now);
+    }
+
+    /// Whether the step writes anything.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ranges.is_empty() && !self.cx.has_writes()
+    }
+}
+
+impl Engine {
+    /// Commits a step: its range deletions, then every write gathered in its context,
+    /// as one atomic batch.
+    pub(crate) fn commit(&self, step: Step) -> Result<()> {
+        let Step { cx, ranges } = step;
+        let mut batch = self.store.batch();
+        for (family, start, end) in ranges {
+            batch.delete_range(family, &start, &end)?;
+        }
+        cx.write_to(&mut batch)?;
+        self.store.write(batch)
+    }
+}
