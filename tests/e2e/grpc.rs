@@ -564,6 +564,15 @@ async fn the_command_line_drives_a_server_and_metrics_count_it() {
     assert_eq!(values.get("segstream_rows_rejected_total"), Some(&"2"), "{metrics}");
     assert_eq!(values.get("segstream_segment_members{segment=\"recent_buyers\"}"), Some(&"3"), "{metrics}");
     assert!(metrics.contains("segstream_step_seconds_bucket"), "{metrics}");
+    // Every acknowledged call was made durable by a journal sync.
+    let syncs: u64 =
+        values.get("segstream_journal_syncs_total").expect("journal syncs").parse().expect("a number");
+    let committed: u64 =
+        values.get("segstream_steps_committed_total").expect("steps").parse().expect("a number");
+    assert!(syncs >= 1 && committed >= syncs, "{metrics}");
+    for name in ["segstream_checkpoints_total", "segstream_journal_records_replayed_total"] {
+        assert!(values.contains_key(name), "{name} missing: {metrics}");
+    }
 }
 
 fn http_get(addr: &str, path: &str) -> String {

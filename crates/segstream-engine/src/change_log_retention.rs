@@ -9,6 +9,7 @@ use segstream_state::{CF_CHANGES, CF_META};
 use segstream_types::{Error, Result};
 
 use crate::change_log::{decode_change, ChangeLog};
+use crate::journal_record::JournalInput;
 use crate::step::Step;
 use crate::Engine;
 
@@ -61,8 +62,13 @@ impl Engine {
         if retention.is_unlimited() {
             return Ok(0);
         }
+        self.ready_to_write()?;
         let now = self.clock.now().nanos();
-        let mut step = Step::new(&self.store, self.clock.now());
+        let input = JournalInput::TrimChangeLogs {
+            max_age_nanos: retention.max_age.map(|a| i64::try_from(a.as_nanos()).unwrap_or(i64::MAX)),
+            max_changes: retention.max_changes,
+        };
+        let mut step = Step::new(&self.store, self.clock.now(), Some(input));
         let mut dropped = 0;
         for (name, dataflow) in &self.dataflows {
             let log_id = dataflow.log_id;

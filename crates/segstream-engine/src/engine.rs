@@ -6,12 +6,14 @@ use segstream_sql::ast::{AdvanceTime, CreateSegment, Name, ObjectKind, Statement
 use segstream_sql::planner::closest;
 use segstream_sql::schema::sql_type_name;
 use segstream_sql::{parse_statement, parse_statements, Catalog, Relation, Statement};
-use segstream_state::{Store, CF_CATALOG, CF_META, CF_ROWS};
+use segstream_state::{Journal, Store, CF_CATALOG, CF_META, CF_ROWS};
 use segstream_types::{Error, Result, Timestamp};
 
 use crate::clock::{Clock, ClockMode};
+use crate::journal_record::{ChangeDigest, JournalInput};
 use crate::maintain::{BackfillProgress, CatalogWrite};
 use crate::output::Output;
+use crate::recovery::{CheckpointPolicy, CheckpointTotals, JOURNAL_DIR, META_JOURNAL_POSITION};
 use crate::step::Step;
 
 /// Where the engine keeps its data and how its clock runs.
@@ -21,8 +23,8 @@ pub struct EngineOptions {
     pub clock: ClockMode,
     /// Rows per batch when a segment is backfilled from stored history.
     pub backfill_batch: usize,
-    /// Group commit: steps are written atomically but not synced one by one; whoever
-    /// acknowledges them first makes them durable with [`Engine::wal_syncer`].
+    /// Group commit: steps are journaled but not synced one by one; whoever
+    /// acknowledges them first makes them durable with [`Engine::journal`]'s sync.
     pub group_commit: bool,
     /// Bytes of hot operator state kept in memory in front of RocksDB (see
     /// `segstream_state::CacheStats`); colder state is read back when touched.
@@ -32,6 +34,9 @@ pub struct EngineOptions {
     /// timer is a step of its own: the same change log, more slowly; kept as the
     /// reference the passes are tested against.
     pub timer_passes: bool,
+    /// How often the state changed in memory is checkpointed to RocksDB (it also is when
+    /// those changes reach half the state budget, at `FORGET KEY` and at shutdown).
+    pub checkpoint_interval: std::time::Duration,
 }
 
 impl EngineOptions {
@@ -43,7 +48,13 @@ impl EngineOptions {
             group_commit: false,
             state_cache_bytes: segstream_state::DEFAULT_CACHE_BYTES,
             timer_passes: true,
+            checkpoint_interval: std::time::Duration::from_secs(5),
         }
+    }
+
+    pub fn with_checkpoint_interval(mut self, every: std::time::Duration) -> Self {
+        self.checkpoint_interval = every;
+        self
     }
 
     pub fn with_timer_passes(mut self, on: bool) -> Self {
@@ -72,7 +83,7 @@ impl EngineOptions {
     }
 }
 
-const META_NEXT_ID: &str = "next_id";
+pub(crate) const META_NEXT_ID: &str = "next_id";
 use crate::maintain::META_CLOCK;
 
 /// What hears a backfill's progress.
@@ -85,7 +96,7 @@ pub struct Engine {
     /// Definition id of each relation: the key of its catalog entry and the prefix of
     /// its stored rows.
     pub(crate) ids: HashMap<String, u64>,
-    next_id: u64,
+    pub(crate) next_id: u64,
     pub(crate) clock: Clock,
     /// The running operators of every maintained segment, by name.
     pub(crate) dataflows: BTreeMap<String, SegmentDataflow>,
@@ -96,6 +107,22 @@ pub struct Engine {
     pub(crate) segment_order_memo: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<String>>)>>,
     pub(crate) timer_passes: bool,
     pub(crate) timer_pass_stats: TimerPassStats,
+    pub(crate) data_dir: PathBuf,
+    /// Every input that changes anything, in order (see `step.rs`, `recovery.rs`).
+    pub(crate) journal: Journal,
+    /// Off while the data directory's upgrades run at open (written straight to RocksDB).
+    pub(crate) journaling: bool,
+    /// On while recovery replays the journal: steps are not journaled again; each one's
+    /// change digest is left in `replayed` for recovery to check.
+    pub(crate) replaying: bool,
+    pub(crate) replayed: std::sync::Mutex<Option<ChangeDigest>>,
+    /// Why the state cannot be trusted (recovery stopped part-way): no checkpoint is
+    /// taken and every write first restarts from the last checkpoint.
+    pub(crate) broken: Option<String>,
+    pub(crate) group_commit: bool,
+    pub(crate) checkpoint_policy: CheckpointPolicy,
+    pub(crate) last_checkpoint: std::sync::Mutex<std::time::Instant>,
+    pub(crate) checkpoint_totals: std::sync::Mutex<CheckpointTotals>,
 }
 
 /// How clock advances have fired timers since the engine opened.
@@ -111,15 +138,17 @@ pub struct TimerPassStats {
 }
 
 impl Engine {
-    /// Opens the data directory and reloads every stored definition.
+    /// Opens the data directory: the last checkpoint's state, every stored definition,
+    /// then the journal's steps after the checkpoint run again (see `recovery.rs`).
     pub fn open(options: EngineOptions) -> Result<Self> {
-        let mut store = Store::open(&options.data_dir)?;
-        store.set_sync_writes(!options.group_commit);
+        let store = Store::open(&options.data_dir)?;
         if options.state_cache_bytes != segstream_state::DEFAULT_CACHE_BYTES {
             store.set_cache_bytes(options.state_cache_bytes)?;
         }
         let manual = Timestamp(store.meta_i64(META_CLOCK)?.unwrap_or(0));
         let next_id = store.meta_u64(META_NEXT_ID)?.unwrap_or(1);
+        let checkpointed = store.meta_u64(META_JOURNAL_POSITION)?.unwrap_or(0);
+        let (journal, _) = Journal::open_after(&options.data_dir.join(JOURNAL_DIR), checkpointed)?;
         let mut engine = Self {
             store,
             catalog: Catalog::new(),
@@ -132,18 +161,32 @@ impl Engine {
             segment_order_memo: std::sync::Mutex::new(None),
             timer_passes: options.timer_passes,
             timer_pass_stats: TimerPassStats::default(),
+            data_dir: options.data_dir.clone(),
+            journal,
+            journaling: false,
+            replaying: false,
+            replayed: std::sync::Mutex::new(None),
+            broken: None,
+            group_commit: options.group_commit,
+            checkpoint_policy: CheckpointPolicy {
+                every: options.checkpoint_interval,
+                bytes: (options.state_cache_bytes / 2).max(1),
+            },
+            last_checkpoint: std::sync::Mutex::new(std::time::Instant::now()),
+            checkpoint_totals: std::sync::Mutex::new(CheckpointTotals::default()),
         };
         engine.reload_catalog()?;
         engine.migrate_event_keys()?;
         engine.build_dataflows()?;
         engine.upgrade_join_state()?;
+        engine.start_journal()?;
         Ok(engine)
     }
 
     /// Rebuilds the catalog from the stored statements, through the same planning code
     /// that accepted them. A segment replaced after its dependants were created has a
     /// larger id than they do, so definitions are planned in rounds until all are in.
-    fn reload_catalog(&mut self) -> Result<()> {
+    pub(crate) fn reload_catalog(&mut self) -> Result<()> {
         let mut pending = self.store.catalog_entries()?;
         while !pending.is_empty() {
             let mut failed = Vec::new();
@@ -189,10 +232,10 @@ impl Engine {
         &self.catalog
     }
 
-    /// Syncs the store's write-ahead log without holding the engine: with
-    /// [`EngineOptions::with_group_commit`], what makes a group of steps durable.
-    pub fn wal_syncer(&self) -> segstream_state::WalSyncer {
-        self.store.wal_syncer()
+    /// The journal, to sync without holding the engine: with
+    /// [`EngineOptions::with_group_commit`], one `sync` makes a group of steps durable.
+    pub fn journal(&self) -> Journal {
+        self.journal.clone()
     }
 
     /// How many keys each kind of state holds (column family, count), counted exactly:
@@ -257,6 +300,7 @@ impl Engine {
     /// Runs one statement. An error without a position of its own points at the
     /// statement's first token.
     pub async fn execute_statement(&mut self, statement: &Statement) -> Result<Output> {
+        self.ready_to_write()?;
         self.run_statement(statement).await.map_err(|e| e.or_position(statement.position))
     }
 
@@ -272,31 +316,10 @@ impl Engine {
             self.catch_up_with_wall_clock()?;
         }
         match &statement.kind {
-            StatementKind::CreateStream(c) => {
-                if self.skip_existing(&c.name, ObjectKind::Stream, c.if_not_exists)? {
-                    return Ok(Output::Done(format!(
-                        "CREATE STREAM (skipped: stream {} already exists)",
-                        c.name
-                    )));
-                }
-                c.refuse_column_primary_key()?;
-                let relation = self.catalog.stream_from(c, &statement.text)?;
-                self.add_relation(relation, None)?;
-                Ok(Output::Done("CREATE STREAM".into()))
-            }
-            StatementKind::CreateTable(c) => {
-                if self.skip_existing(&c.name, ObjectKind::Table, c.if_not_exists)? {
-                    return Ok(Output::Done(format!(
-                        "CREATE TABLE (skipped: table {} already exists)",
-                        c.name
-                    )));
-                }
-                let relation = self.catalog.table_from(c, &statement.text)?;
-                self.add_relation(relation, None)?;
-                Ok(Output::Done("CREATE TABLE".into()))
-            }
-            StatementKind::CreateSegment(c) => self.create_segment(c, statement),
-            StatementKind::Drop { object, name, if_exists } => self.drop_relation(*object, name, *if_exists),
+            StatementKind::CreateStream(_)
+            | StatementKind::CreateTable(_)
+            | StatementKind::CreateSegment(_)
+            | StatementKind::Drop { .. } => self.run_definition(statement),
             StatementKind::Show(kind) => Ok(self.show(*kind)),
             StatementKind::Describe(name) => Ok(self.describe(self.relation(name)?)),
             StatementKind::ExplainSegment(name) => {
@@ -334,11 +357,47 @@ impl Engine {
         }
     }
 
+    /// Runs a definition (`CREATE STREAM | TABLE | SEGMENT`, `DROP`) at the engine's
+    /// instant: what a journaled definition runs again at recovery.
+    pub(crate) fn run_definition(&mut self, statement: &Statement) -> Result<Output> {
+        match &statement.kind {
+            StatementKind::CreateStream(c) => {
+                if self.skip_existing(&c.name, ObjectKind::Stream, c.if_not_exists)? {
+                    return Ok(Output::Done(format!(
+                        "CREATE STREAM (skipped: stream {} already exists)",
+                        c.name
+                    )));
+                }
+                c.refuse_column_primary_key()?;
+                let relation = self.catalog.stream_from(c, &statement.text)?;
+                self.add_relation(relation)?;
+                Ok(Output::Done("CREATE STREAM".into()))
+            }
+            StatementKind::CreateTable(c) => {
+                if self.skip_existing(&c.name, ObjectKind::Table, c.if_not_exists)? {
+                    return Ok(Output::Done(format!(
+                        "CREATE TABLE (skipped: table {} already exists)",
+                        c.name
+                    )));
+                }
+                let relation = self.catalog.table_from(c, &statement.text)?;
+                self.add_relation(relation)?;
+                Ok(Output::Done("CREATE TABLE".into()))
+            }
+            StatementKind::CreateSegment(c) => self.create_segment(c, statement),
+            StatementKind::Drop { object, name, if_exists } => {
+                self.drop_relation(*object, name, *if_exists, &statement.text)
+            }
+            _ => Err(Error::internal("not a definition")),
+        }
+    }
+
     /// With the wall clock, moves the engine's instant to now, applying the time-driven
     /// changes due on the way, so the statement sees one instant and every change due
     /// before it.
     pub fn catch_up_with_wall_clock(&mut self) -> Result<()> {
         if self.clock.mode == ClockMode::Wall {
+            self.ready_to_write()?;
             self.advance_clock_to(Clock::wall())?;
         }
         Ok(())
@@ -421,13 +480,11 @@ impl Engine {
         Ok(Output::Done(if replacing { "CREATE OR REPLACE SEGMENT" } else { "CREATE SEGMENT" }.into()))
     }
 
-    /// Persists a definition under a new id (dropping `replaces`) and adds it to the catalog.
-    fn add_relation(&mut self, relation: Relation, replaces: Option<u64>) -> Result<()> {
+    /// Persists a stream's or table's definition under a new id and adds it to the catalog.
+    fn add_relation(&mut self, relation: Relation) -> Result<()> {
         let id = self.next_id;
-        let mut step = Step::new(&self.store, self.clock.now());
-        if let Some(old) = replaces {
-            step.cx.delete(CF_CATALOG, old.to_be_bytes().to_vec());
-        }
+        let input = JournalInput::Definition { text: relation.definition.clone() };
+        let mut step = Step::new(&self.store, self.clock.now(), Some(input));
         step.cx.put(CF_CATALOG, id.to_be_bytes().to_vec(), relation.definition.as_bytes().to_vec());
         step.cx.put(CF_META, META_NEXT_ID.as_bytes().to_vec(), (id + 1).to_be_bytes().to_vec());
         self.commit(step)?;
@@ -437,7 +494,13 @@ impl Engine {
         Ok(())
     }
 
-    fn drop_relation(&mut self, kind: ObjectKind, name: &Name, if_exists: bool) -> Result<Output> {
+    fn drop_relation(
+        &mut self,
+        kind: ObjectKind,
+        name: &Name,
+        if_exists: bool,
+        text: &str,
+    ) -> Result<Output> {
         let tag = format!("DROP {}", kind.as_str().to_uppercase());
         let Some(relation) = self.catalog.get(&name.value) else {
             if if_exists {
@@ -466,7 +529,8 @@ impl Engine {
         }
         let id =
             self.ids.get(&name.value).copied().ok_or_else(|| Error::internal(format!("{name} has no id")))?;
-        let mut step = Step::new(&self.store, self.clock.now());
+        let input = JournalInput::Definition { text: text.to_string() };
+        let mut step = Step::new(&self.store, self.clock.now(), Some(input));
         if kind == ObjectKind::Segment {
             self.stop_maintaining(&name.value, id, &mut step.cx)?;
         }

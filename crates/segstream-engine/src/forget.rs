@@ -24,6 +24,7 @@ use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::change_log::{key_text, ChangeLog};
 use crate::engine::Engine;
+use crate::journal_record::JournalInput;
 use crate::output::Output;
 use crate::rows::{decode_stored_events, encode_event_block};
 use crate::step::Step;
@@ -56,9 +57,24 @@ impl Engine {
                 .at(name.position));
             }
         }
+        self.ready_to_write()?;
         self.catch_up_with_wall_clock()?;
+        let report = self.forget_key_now(key, only)?;
+        // Nothing may keep the key's data once this returns: the checkpoint writes the
+        // erasure to RocksDB and deletes the journal files that held the key's inputs
+        // (this step's own record included).
+        self.checkpoint()?;
+        Ok(report)
+    }
+
+    /// The step of [`Engine::forget_key`], at the engine's instant.
+    pub(crate) fn forget_key_now(&mut self, key: &str, only: &[Name]) -> Result<ForgetReport> {
         let before = self.memberships_of(key)?;
-        let mut step = Step::new(&self.store, self.clock.now());
+        let input = JournalInput::Forget {
+            key: key.to_string(),
+            only: only.iter().map(|n| n.value.clone()).collect(),
+        };
+        let mut step = Step::new(&self.store, self.clock.now(), Some(input));
         let cx = &mut step.cx;
         let mut report = ForgetReport::default();
         let mut relations = HashMap::new();

@@ -19,6 +19,7 @@ use segstream_state::codec::{rows_to_batch, ByteReader, ByteWriter};
 use segstream_types::{Error, Result};
 
 use crate::engine::Engine;
+use crate::journal_record::JournalInput;
 use crate::step::Step;
 
 /// Rows to ingest.
@@ -71,6 +72,7 @@ impl Engine {
         rows: IngestRows,
         idempotency_key: Option<&str>,
     ) -> Result<IngestReport> {
+        self.ready_to_write()?;
         let marker_key = idempotency_key.map(|k| format!("ingest_key/{k}").into_bytes());
         if let Some(key) = &marker_key {
             if let Some(stored) = self.store.get(segstream_state::CF_META, key)? {
@@ -121,9 +123,15 @@ impl Engine {
     /// clock), so they do not accumulate: a retry that comes later than the window is
     /// applied again. Returns how many were dropped.
     pub fn expire_idempotency_keys(&mut self, window: std::time::Duration) -> Result<u64> {
-        let window = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+        self.ready_to_write()?;
+        self.expire_keys_older_than(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    /// The step of [`Engine::expire_idempotency_keys`].
+    pub(crate) fn expire_keys_older_than(&mut self, window: i64) -> Result<u64> {
         let cutoff = key_expiry_entry(self.now().nanos().saturating_sub(window), "");
-        let mut step = Step::new(&self.store, self.now());
+        let input = JournalInput::ExpireKeys { window_nanos: window };
+        let mut step = Step::new(&self.store, self.now(), Some(input));
         let mut dropped = 0;
         let mut from = KEY_EXPIRY_PREFIX.to_vec();
         'pages: loop {

@@ -3,7 +3,8 @@
 //! hoc queries with DataFusion in batch.
 //!
 //! ```text
-//!   text -> segstream-sql (parse, plan) -> Engine::execute_statement -> a Step -> Engine::commit -> segstream-state (one write batch)
+//!   text -> segstream-sql (parse, plan) -> Engine::execute_statement -> a Step -> Engine::commit -> journal record + state in memory
+//!                                                                                                   └─ Engine::checkpoint -> RocksDB
 //! ```
 
 mod change_log;
@@ -12,10 +13,12 @@ mod clock;
 mod engine;
 mod forget;
 mod ingest;
+mod journal_record;
 mod lookup;
 mod maintain;
 mod output;
 mod query;
+mod recovery;
 mod rows;
 mod step;
 mod stream_retention;
@@ -29,5 +32,6 @@ pub use ingest::{IngestReport, IngestRows, RejectedRow};
 pub use lookup::{ChangeLogReader, MemberRecord};
 pub use maintain::BackfillProgress;
 pub use output::Output;
+pub use recovery::CheckpointTotals;
 pub use segstream_ops::ChangeKind;
 pub use segstream_state::{CacheStats, DEFAULT_CACHE_BYTES as DEFAULT_STATE_CACHE_BYTES};

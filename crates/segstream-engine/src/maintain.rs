@@ -17,6 +17,7 @@ use segstream_types::{DeltaBatch, Error, Result, Timestamp};
 
 use crate::change_log::{decode_change, key_text, log_key, ChangeLog, ChangeRecord};
 use crate::engine::Engine;
+use crate::journal_record::JournalInput;
 use crate::step::Step;
 
 pub(crate) const META_CLOCK: &str = "clock";
@@ -52,7 +53,8 @@ impl Engine {
         if self.store.meta_u64(META_JOIN_LAYOUT)? == Some(JOIN_ARRANGEMENT_PER_KEY) {
             return Ok(());
         }
-        let mut step = Step::new(&self.store, self.clock.manual);
+        // At open, before the journal starts: written straight to RocksDB.
+        let mut step = Step::new(&self.store, self.clock.manual, None);
         for df in self.dataflows.values() {
             df.upgrade_layout(&mut step.cx)?;
         }
@@ -180,7 +182,10 @@ impl Engine {
         names: &[String],
         definition: Option<CatalogWrite>,
     ) -> Result<()> {
-        let mut step = Step::new(&self.store, self.clock.now());
+        // A definition's step is journaled as its text; a rebuild without one happens
+        // only at open, before the journal starts.
+        let input = definition.as_ref().map(|d| JournalInput::Definition { text: d.text.clone() });
+        let mut step = Step::new(&self.store, self.clock.now(), input);
         let cx = &mut step.cx;
         if let Some(d) = &definition {
             if let Some(old) = d.replaces {
@@ -301,6 +306,7 @@ impl Engine {
     /// Moves the manual clock forward to `target` (as `ADVANCE TIME TO` does), firing
     /// every timer due on the way.
     pub fn advance_clock(&mut self, target: Timestamp) -> Result<()> {
+        self.ready_to_write()?;
         if self.clock.mode != crate::ClockMode::Manual {
             return Err(Error::invalid_input("only the manual clock is advanced by hand"));
         }
@@ -332,7 +338,7 @@ impl Engine {
         if target < self.clock.manual {
             return Ok(()); // the clock never goes backwards (a wall clock stepping back waits)
         }
-        let mut step = Step::new(&self.store, target);
+        let mut step = Step::new(&self.store, target, Some(JournalInput::Advance { to: target.nanos() }));
         let cx = &mut step.cx;
         let clock = self.clock.manual;
         let in_passes = self.segments_firing_in_passes();

@@ -24,6 +24,7 @@ use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::engine::Engine;
 use crate::ingest::rows_from_arrow;
+use crate::journal_record::JournalInput;
 use crate::output::Output;
 use crate::step::Step;
 
@@ -234,7 +235,19 @@ impl Engine {
         marker: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
-        let mut step = Step::new(&self.store, self.clock.now());
+        // Encoded once: the journal record's rows, and a stream's stored event block.
+        let encoded = encode_batch_rows(&rows)?;
+        let block = match relation.kind {
+            ObjectKind::Stream => Some(encode_event_block(encoded.iter().map(Vec::as_slice))),
+            _ => None,
+        };
+        let input = JournalInput::Rows {
+            relation: relation.name.clone(),
+            rows: encoded,
+            keep_existing,
+            marker: marker.clone(),
+        };
+        let mut step = Step::new(&self.store, self.clock.now(), Some(input));
         let cx = &mut step.cx;
         // The relation's delta for the segments that read it: an event is an insertion;
         // a table row that replaces another retracts it first.
@@ -250,9 +263,7 @@ impl Engine {
                 }
                 let seq = self.store.meta_u64(META_NEXT_EVENT)?.unwrap_or(0);
                 let n = rows.num_rows();
-                if let Some(&newest) = times.values().iter().max() {
-                    let encoded = encode_batch_rows(&rows)?;
-                    let block = encode_event_block(encoded.iter().map(Vec::as_slice));
+                if let (Some(&newest), Some(block)) = (times.values().iter().max(), block) {
                     cx.append(CF_ROWS, event_block_key(id, newest, seq), block);
                 }
                 let next = seq + n as u64;
@@ -346,27 +357,46 @@ impl Engine {
             return Err(Error::internal("DELETE's row query did not parse as a query"));
         };
         let (_, batches) = self.run_query(SqlStatement::Query(query)).await?;
+        let mut keys = Vec::new();
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                keys.push(
+                    ScalarValue::try_from_array(batch.column(0), row)
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                );
+            }
+        }
+        let deleted = self.delete_keys(&relation, keys)?;
+        Ok(Output::Done(format!("DELETE {deleted}")))
+    }
+
+    /// Deletes a table's rows by primary key and retracts them through the segments, as
+    /// one step journaled with the keys (the DELETE's condition is not evaluated again
+    /// at recovery). Returns how many rows there were.
+    pub(crate) fn delete_keys(
+        &self,
+        relation: &segstream_sql::Relation,
+        keys: Vec<ScalarValue>,
+    ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
-        let mut step = Step::new(&self.store, self.clock.now());
+        let encoded = keys.iter().map(|k| encode_row(std::slice::from_ref(k))).collect::<Result<Vec<_>>>()?;
+        let input = JournalInput::DeleteKeys { relation: relation.name.clone(), keys: encoded };
+        let mut step = Step::new(&self.store, self.clock.now(), Some(input));
         let cx = &mut step.cx;
         let mut retracted = Vec::new();
-        for keys in &batches {
-            for row in 0..keys.num_rows() {
-                let value = ScalarValue::try_from_array(keys.column(0), row)
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                let mut key = id.to_be_bytes().to_vec();
-                encode_key(&value, &mut key)?;
-                if let Some(old) = cx.get(CF_ROWS, &key)? {
-                    retracted.push(decode_row(&relation.schema, &old)?);
-                    cx.delete(CF_ROWS, key);
-                }
+        for value in keys {
+            let mut key = id.to_be_bytes().to_vec();
+            encode_key(&value, &mut key)?;
+            if let Some(old) = cx.get(CF_ROWS, &key)? {
+                retracted.push(decode_row(&relation.schema, &old)?);
+                cx.delete(CF_ROWS, key);
             }
         }
         let deleted = retracted.len();
         let weights = vec![-1; deleted];
         let delta = DeltaBatch::new(rows_to_batch(&relation.schema, &retracted)?, weights)?;
         self.apply_relation_delta(&relation.name, delta, step)?;
-        Ok(Output::Done(format!("DELETE {deleted}")))
+        Ok(deleted)
     }
 
     /// Rewrites events stored by a version that keyed them by arrival only (stream id
@@ -375,7 +405,8 @@ impl Engine {
         if self.store.meta_u64(META_EVENT_KEYS)? == Some(EVENT_KEYS_BY_TIME) {
             return Ok(());
         }
-        let mut step = Step::new(&self.store, self.clock.now());
+        // At open, before the journal starts: written straight to RocksDB.
+        let mut step = Step::new(&self.store, self.clock.now(), None);
         for relation in self.catalog.list(ObjectKind::Stream) {
             let id = self.id_of(&relation.name)?;
             let time_index = event_time_index(relation)?;
@@ -411,6 +442,17 @@ impl Engine {
         }
         rows_to_batch(&relation.schema, &rows)
     }
+}
+
+/// Keys journaled by [`Engine::delete_keys`], as values of the table's key column.
+pub(crate) fn decode_keys(relation: &segstream_sql::Relation, keys: &[Vec<u8>]) -> Result<Vec<ScalarValue>> {
+    let index = relation.schema.index_of(&relation.key).map_err(|e| Error::internal(e.to_string()))?;
+    let schema = Arc::new(Schema::new(vec![relation.schema.field(index).clone()]));
+    keys.iter()
+        .map(|key| {
+            decode_row(&schema, key)?.pop().ok_or_else(|| Error::storage("a journaled DELETE key is empty"))
+        })
+        .collect()
 }
 
 /// `name` from an object name; qualified names are refused (one namespace).

@@ -6,22 +6,28 @@
 //! idempotency keys) and the upgrades a data directory gets when it opens.
 //!
 //! ```text
-//!   Step::new ──> operators read and write through step.cx ──> Engine::commit(step)
-//!                 (a later operator of the step reads an earlier one's writes)     └─> one atomic store batch
+//!   Step::new(input) ──> operators read and write through step.cx ──> Engine::commit(step)
+//!                        (a later operator reads an earlier one's writes)   ├─> journal: the input + a digest of the changes logged
+//!                                                                           └─> store: the writes, held in memory until a checkpoint
 //! ```
 //!
 //! A step gathers all its writes before anything reaches the store, and
 //! [`Engine::commit`] hands them over as one batch: a step is applied whole or not at
 //! all, and a step that fails before its commit leaves no trace. This is the one place
 //! a step's writes leave the engine, so it is where a newcomer looks to see when a step
-//! is durable.
+//! is durable: its journal record is appended here, and synced here too unless the
+//! server's group commit syncs it for many steps at once. The state itself reaches
+//! RocksDB only at a [checkpoint](Engine::checkpoint); after a crash, recovery loads the
+//! last checkpoint and runs the journaled steps after it again (`recovery.rs`).
 
 use segstream_ops::StepContext;
-use segstream_state::{codec, Store, CF_META};
-use segstream_types::{Result, Timestamp};
+use segstream_state::{codec, Store, CF_CHANGES, CF_META};
+use segstream_types::{Error, Result, Timestamp};
 
 use crate::engine::Engine;
+use crate::journal_record::{ChangeDigest, JournalInput, JournalRecord};
 use crate::maintain::META_CLOCK;
+use crate::recovery::{fault, FaultPoint};
 
 /// One step's writes, until [`Engine::commit`].
 pub(crate) struct Step<'s> {
@@ -32,11 +38,15 @@ pub(crate) struct Step<'s> {
     /// keys it does not read back: a dropped relation's rows, a trimmed change log,
     /// expired events.
     ranges: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    /// What the journal records to run the step again; `None` only for the upgrades a
+    /// data directory gets at open, before the journal starts (written straight to
+    /// RocksDB).
+    input: Option<JournalInput>,
 }
 
 impl<'s> Step<'s> {
-    pub(crate) fn new(store: &'s Store, now: Timestamp) -> Self {
-        Self { cx: StepContext::new(store, now), ranges: Vec::new() }
+    pub(crate) fn new(store: &'s Store, now: Timestamp, input: Option<JournalInput>) -> Self {
+        Self { cx: StepContext::new(store, now), ranges: Vec::new(), input }
     }
 
     /// Deletes every key from `start` (included) to `end` (excluded).
@@ -72,15 +82,41 @@ impl<'s> Step<'s> {
 }
 
 impl Engine {
-    /// Commits a step: its range deletions, then every write gathered in its context,
-    /// as one atomic batch.
+    /// Commits a step. Its journal record (the input, the engine's clock, a digest of the
+    /// changes it logged) is appended first, so a step the journal refuses is not
+    /// applied; then its range deletions and every write gathered in its context go to
+    /// the store as one atomic batch; then, without group commit, the record is synced
+    /// before the call returns. While recovery replays the journal nothing is appended:
+    /// the digest is kept for recovery to compare with the journaled one.
     pub(crate) fn commit(&self, step: Step) -> Result<()> {
-        let Step { cx, ranges } = step;
+        let Step { cx, ranges, input } = step;
+        let digest = ChangeDigest::of(cx.written_from(CF_CHANGES, &[]));
         let mut batch = self.store.batch();
         for (family, start, end) in ranges {
             batch.delete_range(family, &start, &end)?;
         }
         cx.write_to(&mut batch)?;
-        self.store.write(batch)
+        if !self.journaling {
+            // Opening: an upgrade, written straight to RocksDB (synced).
+            return self.store.write(batch);
+        }
+        if self.replaying {
+            self.store.write(batch)?;
+            if let Ok(mut replayed) = self.replayed.lock() {
+                *replayed = Some(digest);
+            }
+            return Ok(());
+        }
+        let input = input.ok_or_else(|| Error::internal("a step after open has no journal record"))?;
+        let record = JournalRecord { clock: self.clock.manual.nanos(), digest, input };
+        let position = self.journal.append(&record.encode())?;
+        self.store.write(batch)?;
+        fault(FaultPoint::AfterAppend)?;
+        if !self.group_commit {
+            self.journal.sync_to(position)?;
+        }
+        fault(FaultPoint::AfterSync)?;
+        self.checkpoint_if_due();
+        Ok(())
     }
 }

@@ -19,6 +19,7 @@ use segstream_state::CF_ROWS;
 use segstream_types::{Result, Timestamp};
 
 use crate::engine::Engine;
+use crate::journal_record::JournalInput;
 use crate::rows::{decode_stored_events, event_nanos, event_time_index};
 use crate::step::Step;
 
@@ -51,8 +52,9 @@ impl Engine {
     /// their temporal filters keep what they still need (the retention's own timers
     /// hold the rows they retract), so this only frees the disk.
     pub fn drop_expired_events(&mut self) -> Result<usize> {
+        self.ready_to_write()?;
         let now = self.now();
-        let mut step = Step::new(&self.store, now);
+        let mut step = Step::new(&self.store, now, Some(JournalInput::DropExpiredEvents));
         let mut streams = 0;
         for relation in self.catalog.list(ObjectKind::Stream) {
             let Some(first_kept) = first_retained_instant(relation, now) else { continue };

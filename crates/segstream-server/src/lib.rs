@@ -176,6 +176,10 @@ pub async fn serve(
     for task in background {
         task.abort();
     }
+    // A clean shutdown checkpoints, so the next start replays nothing.
+    if let Err(e) = shared.read().await.checkpoint() {
+        eprintln!("segstream: the checkpoint at shutdown failed (the journal keeps every step): {e}");
+    }
     result?;
     Ok(())
 }
@@ -194,6 +198,8 @@ async fn apply_retention(
     loop {
         ticker.tick().await;
         let mut step = shared.step().await;
+        // With the manual clock this is the only ticker: checkpoints of an idle engine.
+        step.checkpoint_if_due();
         if let Err(e) = step.drop_expired_events() {
             eprintln!("segstream: deleting events past their stream's retention failed (will retry): {e}");
         }
@@ -220,6 +226,8 @@ async fn tick_wall_clock(shared: Arc<Shared>, delay: Duration) {
         if let Err(e) = step.catch_up_with_wall_clock() {
             eprintln!("segstream: applying time-driven changes failed (will retry): {e}");
         }
+        // An idle engine still writes what it holds in memory to RocksDB on time.
+        step.checkpoint_if_due();
         drop(step);
         if let Err(e) = shared.commit().await {
             eprintln!("segstream: syncing time-driven changes failed (will retry): {e}");

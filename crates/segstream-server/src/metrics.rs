@@ -28,9 +28,12 @@ pub struct Metrics {
     pub rows_rejected: AtomicU64,
     pub ingest_duplicates: AtomicU64,
     pub subscribers: AtomicU64,
-    /// WAL syncs (group commits) and the steps they made durable.
-    pub wal_syncs: AtomicU64,
+    /// Journal syncs (group commits) and the steps they made durable.
+    pub journal_syncs: AtomicU64,
     pub steps_committed: AtomicU64,
+    /// What the engine's checkpoints and recovery have done (`Engine::checkpoint_totals`),
+    /// copied after every step.
+    pub checkpoints: Mutex<segstream_engine::CheckpointTotals>,
     pub segments: Mutex<BTreeMap<String, SegmentCounts>>,
     /// Per subscriber id: changes logged but not yet sent to it.
     pub subscriber_lag: Mutex<BTreeMap<u64, u64>>,
@@ -76,6 +79,37 @@ impl Metrics {
             "segstream_ingest_duplicates_total",
             "Ingest calls whose idempotency key had been applied already.",
             self.ingest_duplicates.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "segstream_journal_syncs_total",
+            "Journal syncs (each a group commit).",
+            self.journal_syncs.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "segstream_steps_committed_total",
+            "Steps made durable by the journal syncs (steps per sync = the group size).",
+            self.steps_committed.load(Ordering::Relaxed),
+        );
+        let checkpoints = self.checkpoints.lock().map(|c| *c).unwrap_or_default();
+        counter(
+            &mut out,
+            "segstream_checkpoints_total",
+            "Checkpoints: state held in memory written to RocksDB.",
+            checkpoints.checkpoints,
+        );
+        counter(
+            &mut out,
+            "segstream_checkpoint_bytes_total",
+            "Bytes of keys and values the checkpoints wrote.",
+            checkpoints.bytes,
+        );
+        counter(
+            &mut out,
+            "segstream_journal_records_replayed_total",
+            "Journal records replayed at start (what the last checkpoint did not cover).",
+            checkpoints.replayed,
         );
         let segments = self.segments.lock().map(|s| s.clone()).unwrap_or_default();
         out.push_str("# HELP segstream_segment_members Members of a segment now (Total Qualified).\n# TYPE segstream_segment_members gauge\n");

@@ -2,9 +2,9 @@
 //! that the durable change log moved, the metrics, and backfill notices for the Execute
 //! call that caused them.
 //!
-//! Group commit: the engine writes each step atomically without syncing; a caller that
-//! must acknowledge its step calls [`Shared::commit`], and one caller at a time syncs the
-//! write-ahead log for every step written so far, so concurrent callers share one sync.
+//! Group commit: the engine journals each step without syncing; a caller that must
+//! acknowledge its step calls [`Shared::commit`], and one caller at a time syncs the
+//! journal for every step journaled so far, so concurrent callers share one sync.
 //! Subscribers read the change log only up to the positions the last sync made durable,
 //! so no one ever sees a change a crash could take back.
 
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
 use segstream_engine::{ChangeKind, Engine};
-use segstream_state::WalSyncer;
+use segstream_state::Journal;
 use segstream_types::Error;
 use tokio::sync::{watch, Mutex, MutexGuard};
 
@@ -30,7 +30,8 @@ pub struct LogPoint {
 
 pub struct Shared {
     engine: Mutex<Engine>,
-    syncer: WalSyncer,
+    /// The engine's journal: syncing it makes every step journaled so far durable.
+    syncer: Journal,
     /// Updated at the end of every step (with the engine held).
     written: StdMutex<LogPoint>,
     /// What the last sync made durable.
@@ -80,6 +81,9 @@ impl std::ops::DerefMut for Step<'_> {
 impl Drop for Step<'_> {
     fn drop(&mut self) {
         self.shared.metrics.observe_step(self.started.elapsed());
+        if let Ok(mut checkpoints) = self.shared.metrics.checkpoints.lock() {
+            *checkpoints = self.engine.checkpoint_totals();
+        }
         // A step that wrote nothing (a read, or a write that failed) has nothing to make
         // durable: it does not make the next commit sync, nor fail on a sync that cannot
         // succeed while the disk is full.
@@ -113,10 +117,10 @@ impl Shared {
             });
         }
         let metrics = Arc::new(Metrics::default());
-        let syncer = engine.wal_syncer();
-        // What the WAL holds at open is made durable before anything is served from it.
+        let syncer = engine.journal();
+        // What the journal holds at open is made durable before anything is served from it.
         if let Err(e) = syncer.sync() {
-            eprintln!("segstream: syncing the write-ahead log at start failed: {e}");
+            eprintln!("segstream: syncing the journal at start failed: {e}");
         }
         let mut counted = BTreeMap::new();
         if let Ok(mut segments) = metrics.segments.lock() {
@@ -154,7 +158,7 @@ impl Shared {
         self.engine.lock().await
     }
 
-    /// Makes every step written so far durable (one WAL sync, shared with whoever is
+    /// Makes every step written so far durable (one journal sync, shared with whoever is
     /// waiting at the same time), then wakes the subscribers. Call it after the step and
     /// before acknowledging it.
     pub async fn commit(&self) -> Result<(), Error> {
@@ -171,9 +175,9 @@ impl Shared {
         let syncer = self.syncer.clone();
         tokio::task::spawn_blocking(move || syncer.sync())
             .await
-            .map_err(|e| Error::internal(format!("the WAL sync task failed: {e}")))??;
+            .map_err(|e| Error::internal(format!("the journal sync task failed: {e}")))??;
         let before = self.durable_point().steps;
-        self.metrics.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        self.metrics.journal_syncs.fetch_add(1, Ordering::Relaxed);
         self.metrics.steps_committed.fetch_add(point.steps.saturating_sub(before), Ordering::Relaxed);
         if let Ok(mut durable) = self.durable.lock() {
             if point.steps > durable.steps {
@@ -297,7 +301,7 @@ mod tests {
     async fn one_sync_covers_every_step_written_and_only_synced_changes_are_visible() {
         let dir = tempfile::tempdir().expect("tempdir");
         let shared = clicked(dir.path()).await;
-        let syncs = shared.metrics.wal_syncs.load(Ordering::Relaxed);
+        let syncs = shared.metrics.journal_syncs.load(Ordering::Relaxed);
         for user in ["a", "b", "c"] {
             let mut step = shared.step().await;
             step.ingest("clicks", click(user)).expect("ingests");
@@ -306,9 +310,13 @@ mod tests {
         assert_eq!(shared.durable_position("clicked"), 0, "nothing synced yet: nothing to send");
         shared.commit().await.expect("commits");
         assert_eq!(shared.durable_position("clicked"), 3);
-        assert_eq!(shared.metrics.wal_syncs.load(Ordering::Relaxed), syncs + 1, "one sync for three steps");
+        assert_eq!(
+            shared.metrics.journal_syncs.load(Ordering::Relaxed),
+            syncs + 1,
+            "one sync for three steps"
+        );
         shared.commit().await.expect("commits");
-        assert_eq!(shared.metrics.wal_syncs.load(Ordering::Relaxed), syncs + 1, "nothing new: no sync");
+        assert_eq!(shared.metrics.journal_syncs.load(Ordering::Relaxed), syncs + 1, "nothing new: no sync");
     }
 
     /// The members gauge follows the log, and falls back to state where the log no longer

@@ -221,82 +221,91 @@ fn create_file(dir: &Path, first: u64) -> Result<File> {
     Ok(file)
 }
 
+/// Checks every file in `dir` (created if missing), cuts a torn tail off the last one,
+/// and returns the appender that goes on after the last good record (a new file after
+/// `after` when there is none).
+fn scan(dir: &Path, after: u64) -> Result<(Appender, JournalOpened)> {
+    std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    let mut files = list_files(dir)?;
+    let mut opened = JournalOpened { last: after, ..JournalOpened::default() };
+    // A last file too short to hold its header was being created when the process
+    // stopped: it holds nothing.
+    if let Some((_, path)) = files.last() {
+        if header_first(&read_file(path)?).is_none() {
+            let len = std::fs::metadata(path).map_err(|e| io("read", path, e))?.len();
+            if len < HEADER_BYTES as u64 {
+                std::fs::remove_file(path).map_err(|e| io("remove", path, e))?;
+                files.pop();
+            }
+        }
+    }
+    let mut expected: Option<u64> = None;
+    for (i, (first, path)) in files.iter().enumerate() {
+        let bytes = read_file(path)?;
+        if header_first(&bytes) != Some(*first) {
+            return Err(Error::storage(format!(
+                "journal: {} does not start with a journal header for position {first}",
+                path.display()
+            )));
+        }
+        if let Some(expected) = expected {
+            if *first != expected {
+                return Err(Error::storage(format!(
+                    "journal: {} starts at record {first}, but the file before it ends at record {}: \
+                     records are missing",
+                    path.display(),
+                    expected - 1
+                )));
+            }
+        }
+        let parsed = parse(&bytes, *first);
+        let next = first + parsed.records.len() as u64;
+        if let Some(why) = parsed.bad {
+            let last_file = i + 1 == files.len();
+            if !last_file || !is_torn_tail(&bytes, parsed.good_end, next) {
+                return Err(Error::storage(format!(
+                    "journal: {} is damaged at byte {}: {why}, and acknowledged records follow it; \
+                     restore the data directory from a backup",
+                    path.display(),
+                    parsed.good_end
+                )));
+            }
+            let file = OpenOptions::new().write(true).open(path).map_err(|e| io("open", path, e))?;
+            file.set_len(parsed.good_end as u64)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| io("cut the torn tail of", path, e))?;
+            opened.cut_bytes = (bytes.len() - parsed.good_end) as u64;
+        }
+        expected = Some(next);
+        opened.last = next - 1;
+    }
+    opened.files = files.len();
+    let (file, file_first) = match files.last() {
+        Some((first, path)) => {
+            let file = OpenOptions::new().append(true).open(path).map_err(|e| io("open", path, e))?;
+            (file, *first)
+        }
+        None => (create_file(dir, after + 1)?, after + 1),
+    };
+    if files.is_empty() {
+        opened.files = 1;
+    }
+    let appender =
+        Appender { pending: Vec::new(), last: opened.last, file: Arc::new(file), file_first, failed: None };
+    Ok((appender, opened))
+}
+
 impl Journal {
     /// Opens the journal in `dir` (created if missing), checks every record and cuts a
     /// torn tail off the last file. Appends go on after the last good record.
     pub fn open(dir: &Path) -> Result<(Self, JournalOpened)> {
-        std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-        let mut files = list_files(dir)?;
-        let mut opened = JournalOpened::default();
-        // A last file too short to hold its header was being created when the process
-        // stopped: it holds nothing.
-        if let Some((_, path)) = files.last() {
-            if header_first(&read_file(path)?).is_none() {
-                let len = std::fs::metadata(path).map_err(|e| io("read", path, e))?.len();
-                if len < HEADER_BYTES as u64 {
-                    std::fs::remove_file(path).map_err(|e| io("remove", path, e))?;
-                    files.pop();
-                }
-            }
-        }
-        let mut expected: Option<u64> = None;
-        for (i, (first, path)) in files.iter().enumerate() {
-            let bytes = read_file(path)?;
-            if header_first(&bytes) != Some(*first) {
-                return Err(Error::storage(format!(
-                    "journal: {} does not start with a journal header for position {first}",
-                    path.display()
-                )));
-            }
-            if let Some(expected) = expected {
-                if *first != expected {
-                    return Err(Error::storage(format!(
-                        "journal: {} starts at record {first}, but the file before it ends at record {}: \
-                         records are missing",
-                        path.display(),
-                        expected - 1
-                    )));
-                }
-            }
-            let parsed = parse(&bytes, *first);
-            let next = first + parsed.records.len() as u64;
-            if let Some(why) = parsed.bad {
-                let last_file = i + 1 == files.len();
-                if !last_file || !is_torn_tail(&bytes, parsed.good_end, next) {
-                    return Err(Error::storage(format!(
-                        "journal: {} is damaged at byte {}: {why}, and acknowledged records follow it; \
-                         restore the data directory from a backup",
-                        path.display(),
-                        parsed.good_end
-                    )));
-                }
-                let file = OpenOptions::new().write(true).open(path).map_err(|e| io("open", path, e))?;
-                file.set_len(parsed.good_end as u64)
-                    .and_then(|_| file.sync_all())
-                    .map_err(|e| io("cut the torn tail of", path, e))?;
-                opened.cut_bytes = (bytes.len() - parsed.good_end) as u64;
-            }
-            expected = Some(next);
-            opened.last = next - 1;
-        }
-        opened.files = files.len();
-        let (file, file_first) = match files.last() {
-            Some((first, path)) => {
-                let file = OpenOptions::new().append(true).open(path).map_err(|e| io("open", path, e))?;
-                (file, *first)
-            }
-            None => (create_file(dir, 1)?, 1),
-        };
-        if files.is_empty() {
-            opened.files = 1;
-        }
-        let appender = Appender {
-            pending: Vec::new(),
-            last: opened.last,
-            file: Arc::new(file),
-            file_first,
-            failed: None,
-        };
+        Self::open_after(dir, 0)
+    }
+
+    /// [`Journal::open`]; a journal with no file yet starts after position `after` (the
+    /// position a checkpoint of its state is at), so positions never repeat.
+    pub fn open_after(dir: &Path, after: u64) -> Result<(Self, JournalOpened)> {
+        let (appender, opened) = scan(dir, after)?;
         let journal = Self {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
@@ -307,6 +316,26 @@ impl Journal {
             }),
         };
         Ok((journal, opened))
+    }
+
+    /// Why appends are refused, if a write or sync failed: the journal must then be
+    /// [reopened](Journal::reopen), as after a crash, before it takes records again.
+    pub fn failed(&self) -> Option<String> {
+        self.appender().ok().and_then(|a| a.failed.clone())
+    }
+
+    /// Reads the files again as [`Journal::open`] does (cutting what a failed write left
+    /// half written) and takes appends again after the last good record; every handle
+    /// sees it. Records queued and never written are dropped: their callers were told
+    /// of the failure. The caller rebuilds its state from the records, as at open.
+    pub fn reopen(&self) -> Result<JournalOpened> {
+        let _writer = self.sync_lock()?;
+        let mut appender = self.appender()?;
+        let after = appender.file_first.saturating_sub(1);
+        let (fresh, opened) = scan(&self.shared.dir, after)?;
+        *appender = fresh;
+        self.shared.durable.store(opened.last, Ordering::Release);
+        Ok(opened)
     }
 
     fn appender(&self) -> Result<MutexGuard<'_, Appender>> {

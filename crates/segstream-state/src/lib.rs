@@ -683,6 +683,15 @@ impl Store {
         self.handle.in_memory.store(true, Ordering::Release);
     }
 
+    /// Drops every write held in memory since the last checkpoint (and the read cache):
+    /// the store reads as the checkpoint again. After a failed journal write, the engine
+    /// rebuilds from there, as a restart would.
+    pub fn discard_unwritten(&self) -> Result<()> {
+        self.handle.dirty_mut()?.clear();
+        self.handle.cache()?.clear(None);
+        Ok(())
+    }
+
     /// Bytes of state written since the last checkpoint and held in memory.
     pub fn unwritten_bytes(&self) -> Result<usize> {
         Ok(self.handle.dirty()?.bytes())
