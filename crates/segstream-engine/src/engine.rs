@@ -279,6 +279,12 @@ impl Engine {
         self.store.writes()
     }
 
+    /// Write batches the engine has written to RocksDB outside checkpoints since it was
+    /// opened: only the upgrades a data directory gets at open. Steps write none.
+    pub fn rocksdb_writes_outside_checkpoints(&self) -> u64 {
+        self.store.direct_writes()
+    }
+
     /// The instant `NOW()` has now.
     pub fn now(&self) -> Timestamp {
         self.clock.now()

@@ -60,6 +60,8 @@ struct Shared {
     durable: AtomicU64,
     /// Syncs that reached the disk (for tests and metrics: group commit shares them).
     syncs: AtomicU64,
+    /// Bytes written to the files (records and their frames).
+    bytes: AtomicU64,
 }
 
 struct Appender {
@@ -313,6 +315,7 @@ impl Journal {
                 sync_lock: Mutex::new(()),
                 durable: AtomicU64::new(opened.last),
                 syncs: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
             }),
         };
         Ok((journal, opened))
@@ -380,6 +383,11 @@ impl Journal {
         self.shared.syncs.load(Ordering::Relaxed)
     }
 
+    /// Bytes written to the journal's files since it opened.
+    pub fn bytes_written(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Relaxed)
+    }
+
     /// Makes every record up to `position` durable. Returns at once if a sync already
     /// covered it; otherwise writes everything queued so far and syncs it, so callers
     /// waiting behind this one usually find their record covered.
@@ -427,6 +435,7 @@ impl Journal {
                 return Err(error);
             }
             self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+            self.shared.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
         self.shared.durable.fetch_max(last, Ordering::AcqRel);
         Ok(())

@@ -72,6 +72,9 @@ struct Handle {
     path: PathBuf,
     /// Batches written successfully through any handle on this database.
     writes: AtomicU64,
+    /// Batches written to RocksDB by [`Store::write`] (not held in memory), checkpoints
+    /// not included.
+    direct_writes: AtomicU64,
     /// A write or sync failed: reopen before writing again.
     failed: AtomicBool,
     /// When a reopen was last tried, and why it failed: retried at most every
@@ -257,6 +260,7 @@ impl Store {
             db: RwLock::new(Some(db)),
             path: path.to_path_buf(),
             writes: AtomicU64::new(0),
+            direct_writes: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             last_reopen: Mutex::new(None),
             cache: Mutex::new(ReadCache::new(DEFAULT_CACHE_BYTES)),
@@ -646,6 +650,7 @@ impl Store {
         match result {
             Ok(()) => {
                 self.handle.writes.fetch_add(1, Ordering::Relaxed);
+                self.handle.direct_writes.fetch_add(1, Ordering::Relaxed);
                 cache.begin_write();
                 for op in ops {
                     match op {
@@ -772,6 +777,13 @@ impl Store {
     /// (and so whether there is anything to sync).
     pub fn writes(&self) -> u64 {
         self.handle.writes.load(Ordering::Relaxed)
+    }
+
+    /// How many batches [`Store::write`] has written to RocksDB itself (not held in
+    /// memory) since the store was opened; checkpoints are not counted. Once writes are
+    /// held in memory, steps add none.
+    pub fn direct_writes(&self) -> u64 {
+        self.handle.direct_writes.load(Ordering::Relaxed)
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {

@@ -9,7 +9,14 @@
 //! SEGSTREAM_BENCH_SEGMENTS=all cargo bench -p segstream --bench throughput   # all seven segments
 //! SEGSTREAM_BENCH_STORAGE_FLOOR=1 cargo bench -p segstream --bench throughput # + storage alone
 //! SEGSTREAM_BENCH_STORAGE_FLOOR=families cargo bench -p segstream --bench throughput # + per family
+//! SEGSTREAM_BENCH_JOURNAL_FLOOR=1 cargo bench -p segstream --bench throughput  # + the journal alone
 //! ```
+//!
+//! Durability is the journal: every ingest call and clock advance is a journal record,
+//! synced before the call returns; state is held in memory and checkpointed to RocksDB
+//! (every 5 s, or at half the state budget), and those checkpoints are inside the timed
+//! run. The recovery figures are after `kill -9`: the engine is closed without a
+//! checkpoint, so reopening replays the journal after the last one.
 //!
 //! With `SEGSTREAM_BENCH_STORAGE_FLOOR=1` the engine's write batches are recorded and,
 //! after the run, written again in the same order into an empty store with the same
@@ -113,6 +120,10 @@ fn main() {
     // Generating events is the client's work, not the engine's: its time is measured and
     // taken out of both the wall time and the process's CPU time (the generator runs on
     // this thread, CPU-bound, so its wall time is its CPU time).
+    let journal = engine.journal();
+    let (records_before, bytes_before, syncs_before) =
+        (journal.last().expect("journal position"), journal.bytes_written(), journal.syncs());
+    let direct_before = engine.rocksdb_writes_outside_checkpoints();
     let started = Instant::now();
     let cpu_started = process_cpu_seconds();
     let mut generating = std::time::Duration::ZERO;
@@ -134,16 +145,23 @@ fn main() {
     let cache = engine.state_cache_stats().expect("cache stats");
     let passes = engine.timer_pass_stats();
     let run_writes = engine.take_recorded_store_writes().expect("recorded run");
-    drop(engine);
+    let checkpoints = engine.checkpoint_totals();
+    let records = journal.last().expect("journal position") - records_before;
+    let journal_bytes = journal.bytes_written() - bytes_before;
+    let journal_syncs = journal.syncs() - syncs_before;
+    let direct_writes = engine.rocksdb_writes_outside_checkpoints() - direct_before;
+    // Recovery: closed as `kill -9` would (no checkpoint), then reopened: RocksDB holds
+    // the last checkpoint and the journal after it is replayed; then a first lookup.
+    engine.close_without_checkpoint();
+    drop(journal);
     let disk = dir_bytes(dir.path());
-    // Recovery: reopen the data directory as a restart after a crash would (the memtable
-    // was not flushed at close, so RocksDB replays its write-ahead log) and answer a
-    // lookup. Operator state is in RocksDB, so nothing of the history is replayed.
     let wal = wal_bytes(dir.path());
+    let journal_on_disk = dir_bytes(&dir.path().join("journal"));
     let reopening = Instant::now();
     let engine =
         Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("engine reopens");
     let opened = reopening.elapsed();
+    let replayed = engine.checkpoint_totals().replayed;
     let member_of = engine.memberships_of("u1").expect("lookup after reopening");
     let last_seqs: Vec<u64> = segments.iter().map(|s| engine.last_seq(s).expect("log position")).collect();
     let recovered = reopening.elapsed();
@@ -178,12 +196,26 @@ fn main() {
         passes.retried
     );
     println!(
-        "recovery: write-ahead log {:.1} MiB; reopened in {:.0} ms, first lookup answered after {:.0} ms \
+        "journal: {records} records ({:.0} bytes each), {journal_syncs} syncs; checkpoints: {} ({} entries, \
+         {:.1} MiB); RocksDB writes outside checkpoints: {direct_writes} ({:.4} per event)",
+        journal_bytes as f64 / records.max(1) as f64,
+        checkpoints.checkpoints,
+        checkpoints.entries,
+        checkpoints.bytes as f64 / (1024.0 * 1024.0),
+        direct_writes as f64 / events as f64
+    );
+    println!(
+        "recovery after kill -9: journal {:.1} MiB and write-ahead log {:.1} MiB on disk; reopened in \
+         {:.0} ms replaying {replayed} journal records, first lookup answered after {:.0} ms \
          (u1 in {member_of:?}; log positions {last_seqs:?})",
+        journal_on_disk as f64 / (1024.0 * 1024.0),
         wal as f64 / (1024.0 * 1024.0),
         opened.as_secs_f64() * 1e3,
         recovered.as_secs_f64() * 1e3
     );
+    if std::env::var("SEGSTREAM_BENCH_JOURNAL_FLOOR").is_ok_and(|v| v == "1") {
+        journal_alone(events, records, journal_bytes / records.max(1));
+    }
     if storage_floor {
         storage_alone(events, &setup_writes, &run_writes);
     }
@@ -217,6 +249,30 @@ fn storage_by_family(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
         whole.get_or_insert(micros);
         println!("storage alone, {name}: {micros:.2} CPU µs per event{saved}");
     }
+}
+
+/// The journal's own floor: as many records of the run's average size, each appended and
+/// synced alone (as each ingest call and advance is), into an empty journal: the CPU and
+/// wall time per event of durability with no operator work.
+fn journal_alone(events: u64, records: u64, bytes_each: u64) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (journal, _) = segstream_state::Journal::open(dir.path()).expect("journal opens");
+    let payload = vec![0x5a_u8; bytes_each as usize];
+    let started = Instant::now();
+    let cpu_started = process_cpu_seconds();
+    for _ in 0..records {
+        let position = journal.append(&payload).expect("appends");
+        journal.sync_to(position).expect("syncs");
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_started;
+    println!(
+        "journal alone: {records} records of {bytes_each} bytes, each synced: {:.2} CPU µs and {:.2} wall µs per event \
+         ({:.0} µs wall per sync)",
+        cpu * 1e6 / events as f64,
+        wall * 1e6 / events as f64,
+        wall * 1e6 / records.max(1) as f64
+    );
 }
 
 /// Writes `setup` (untimed, then compacted) and `run` (timed) into `store`: the run's wall
