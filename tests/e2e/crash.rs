@@ -56,15 +56,15 @@ use crate::support::{repo_root, WORKLOAD_SEGMENTS};
 type Client = SegstreamClient<Channel>;
 
 /// A deterministic pseudo-random sequence (so a failure can be replayed).
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
@@ -72,22 +72,22 @@ impl Lcg {
 const CLIENTS: usize = 4;
 const USERS: u64 = 150;
 const MAX_ROWS: u64 = 200;
-const START: i64 = 1_775_037_600; // 2026-04-01 10:00:00 UTC, in seconds
+pub(crate) const START: i64 = 1_775_037_600; // 2026-04-01 10:00:00 UTC, in seconds
 
-fn time_text(seconds: i64) -> String {
+pub(crate) fn time_text(seconds: i64) -> String {
     segstream_proto::display::timestamp_text(seconds * 1_000_000_000).replace('T', " ")
 }
 
 /// One ingest call with its own idempotency key.
 #[derive(Clone, Debug)]
-struct Call {
-    id: usize,
-    relation: &'static str,
-    rows: Vec<serde_json::Value>,
+pub(crate) struct Call {
+    pub(crate) id: usize,
+    pub(crate) relation: &'static str,
+    pub(crate) rows: Vec<serde_json::Value>,
 }
 
 impl Call {
-    fn request(&self) -> pb::IngestRequest {
+    pub(crate) fn request(&self) -> pb::IngestRequest {
         pb::IngestRequest {
             relation: self.relation.to_string(),
             payload: json_rows(&self.rows),
@@ -98,13 +98,13 @@ impl Call {
 
 /// Each client's calls (sent concurrently with the other clients'), all at the clock
 /// `clock`, then an advance to `advance_to`.
-struct Round {
-    clients: Vec<Vec<Call>>,
-    clock: i64,
-    advance_to: i64,
+pub(crate) struct Round {
+    pub(crate) clients: Vec<Vec<Call>>,
+    pub(crate) clock: i64,
+    pub(crate) advance_to: i64,
 }
 
-fn profiles(rng: &mut Lcg) -> Call {
+pub(crate) fn profiles(rng: &mut Lcg) -> Call {
     let rows = (0..USERS)
         .map(|u| {
             serde_json::json!({
@@ -118,7 +118,7 @@ fn profiles(rng: &mut Lcg) -> Call {
     Call { id: 0, relation: "profiles", rows }
 }
 
-fn rounds(count: usize, rng: &mut Lcg) -> Vec<Round> {
+pub(crate) fn rounds(count: usize, rng: &mut Lcg) -> Vec<Round> {
     let mut clock = START;
     let mut event = 0;
     let mut id = 0;
@@ -158,19 +158,19 @@ fn rounds(count: usize, rng: &mut Lcg) -> Vec<Round> {
     rounds
 }
 
-async fn setup(client: &mut Client) {
+pub(crate) async fn setup(client: &mut Client) {
     let read = |p: &str| std::fs::read_to_string(repo_root().join(p)).expect("workload file");
     execute(client, &read("sql-examples/workload/schema.sql")).await;
     execute(client, &read("sql-examples/workload/segments.sql")).await;
     execute(client, &format!("ADVANCE TIME TO TIMESTAMP '{}'", time_text(START))).await;
 }
 
-async fn advance(client: &mut Client, to: i64) -> Result<(), tonic::Status> {
+pub(crate) async fn advance(client: &mut Client, to: i64) -> Result<(), tonic::Status> {
     let sql = format!("ADVANCE TIME TO TIMESTAMP '{}'", time_text(to));
     client.execute(pb::ExecuteRequest { sql }).await.map(|_| ())
 }
 
-fn acknowledged(call: &Call, response: &pb::IngestResponse) {
+pub(crate) fn acknowledged(call: &Call, response: &pb::IngestResponse) {
     assert!(response.rejected.is_empty(), "call {}: {:?}", call.id, response.rejected);
     assert_eq!(response.accepted, call.rows.len() as u64, "call {}", call.id);
 }
@@ -179,9 +179,9 @@ fn acknowledged(call: &Call, response: &pb::IngestResponse) {
 type Change = (u64, String, String, String, String);
 
 /// Each segment's last sequence number (absent: no change yet).
-type Positions = BTreeMap<String, u64>;
+pub(crate) type Positions = BTreeMap<String, u64>;
 
-async fn positions(client: &mut Client) -> Positions {
+pub(crate) async fn positions(client: &mut Client) -> Positions {
     let response =
         execute(client, "SELECT segment, MAX(seq) AS last FROM segstream.changes GROUP BY segment").await;
     let Some(pb::statement_result::Result::Rows(set)) = &response.results[0].result else { panic!("rows") };
@@ -377,15 +377,22 @@ impl Crashing {
 /// in /proc/<pid>/task/<tid>/syscall: a step written but not yet acknowledged is then
 /// durable (in the page cache, which outlives the process) unless the sync covers none.
 /// False when none is seen within `limit`.
-fn wait_for_wal_sync(pid: u32, limit: Duration) -> bool {
-    let syncs: [&str; 2] = if cfg!(target_arch = "aarch64") { ["82 ", "83 "] } else { ["74 ", "75 "] };
+pub(crate) fn wait_for_wal_sync(pid: u32, limit: Duration) -> bool {
+    let syncs: &[&str] = if cfg!(target_arch = "aarch64") { &["82 ", "83 "] } else { &["74 ", "75 "] };
+    wait_for_syscall(pid, syncs, limit)
+}
+
+/// Waits until a thread of process `pid` is inside one of `syscalls` (numbers followed by
+/// a space, as /proc/<pid>/task/<tid>/syscall starts); false when none is seen within
+/// `limit`.
+pub(crate) fn wait_for_syscall(pid: u32, syscalls: &[&str], limit: Duration) -> bool {
     let tasks = PathBuf::from(format!("/proc/{pid}/task"));
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
         let Ok(entries) = std::fs::read_dir(&tasks) else { return false };
         for entry in entries.flatten() {
             if let Ok(call) = std::fs::read_to_string(entry.path().join("syscall")) {
-                if syncs.iter().any(|s| call.starts_with(s)) {
+                if syscalls.iter().any(|s| call.starts_with(s)) {
                     return true;
                 }
             }

@@ -4,6 +4,7 @@
 mod catalog_restart;
 mod cli;
 mod crash;
+mod crash_twin;
 mod fixtures;
 mod getting_started;
 mod grpc;

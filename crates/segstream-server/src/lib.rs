@@ -46,7 +46,7 @@ pub struct ServerConfig {
     /// With the wall clock: how often the clock is caught up, so a time-driven change is
     /// applied at most this long after its instant.
     pub timer_delay: Duration,
-    /// Group commit (default): concurrent calls share one WAL sync. Off: every step
+    /// Group commit (default): concurrent calls share one journal sync. Off: every step
     /// syncs on its own.
     pub group_commit: bool,
     /// How much of each segment's change log is kept (unlimited by default); a
@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub retention_interval: Duration,
     /// Bytes of hot operator state kept in memory in front of RocksDB.
     pub state_cache_bytes: usize,
+    /// How often state held in memory is checkpointed to RocksDB.
+    pub checkpoint_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +86,7 @@ impl ServerConfig {
             idempotency_window: Duration::from_secs(24 * 3600),
             retention_interval: Duration::from_secs(1),
             state_cache_bytes: segstream_engine::DEFAULT_STATE_CACHE_BYTES,
+            checkpoint_interval: Duration::from_secs(5),
         }
     }
 }
@@ -120,7 +123,8 @@ pub async fn serve(
         EngineOptions::new(&config.data_dir)
             .with_clock(config.clock)
             .with_group_commit(config.group_commit)
-            .with_state_cache_bytes(config.state_cache_bytes),
+            .with_state_cache_bytes(config.state_cache_bytes)
+            .with_checkpoint_interval(config.checkpoint_interval),
     )?;
     let shared = Shared::new(engine);
 

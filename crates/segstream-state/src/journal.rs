@@ -688,4 +688,46 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 400);
     }
+
+    /// A journal whose files are gone (all covered by a checkpoint at 40) starts after
+    /// that position, so positions never repeat.
+    #[test]
+    fn an_empty_journal_starts_after_the_checkpoint_it_follows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (journal, opened) = Journal::open_after(dir.path(), 40).expect("opens");
+        assert_eq!(opened.last, 40);
+        assert_eq!(journal.append(b"next").expect("appends"), 41);
+        journal.sync().expect("syncs");
+        drop(journal);
+        let (journal, opened) = Journal::open_after(dir.path(), 0).expect("reopens");
+        assert_eq!(opened.last, 41, "the file names where it starts");
+        assert_eq!(records(&journal, 40), vec![(41, b"next".to_vec())]);
+    }
+
+    /// After a write cut short (what a full disk leaves), `reopen` cuts the half-written
+    /// record, takes appends again after the last good one, and every handle sees it.
+    #[test]
+    fn reopen_cuts_a_half_written_record_and_takes_appends_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (journal, _) = Journal::open(dir.path()).expect("opens");
+        let other = journal.clone();
+        for i in 1..=3 {
+            journal.append(&payload(i)).expect("appends");
+        }
+        journal.sync().expect("syncs");
+        // Half of a fourth record reached the file.
+        let (_, path) = journal.files().expect("files").pop().expect("a file");
+        let mut half = Vec::new();
+        encode_record(4, &payload(4), &mut half);
+        half.truncate(half.len() / 2);
+        OpenOptions::new().append(true).open(&path).expect("opens").write_all(&half).expect("writes");
+        let opened = other.reopen().expect("reopens");
+        assert_eq!(opened.last, 3);
+        assert_eq!(opened.cut_bytes, half.len() as u64);
+        assert_eq!(journal.append(&payload(4)).expect("appends"), 4);
+        journal.sync().expect("syncs");
+        let positions: Vec<u64> = records(&other, 0).into_iter().map(|(at, _)| at).collect();
+        assert_eq!(positions, vec![1, 2, 3, 4]);
+        assert!(journal.failed().is_none());
+    }
 }

@@ -123,6 +123,12 @@ The API: docs/grpc-api.md.")]
         /// again within it is not read from disk. Colder state is read back when touched.
         #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
         state_cache_mib: u64,
+
+        /// How often state held in memory is checkpointed to RocksDB, in ms (also at half
+        /// the state cache, at FORGET KEY and at shutdown). Recovery after a crash replays
+        /// the journal written since the last checkpoint.
+        #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+        checkpoint_interval_ms: u64,
     },
 
     /// Load a file of rows (NDJSON, CSV or Parquet) into a stream or table.
@@ -341,6 +347,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             change_log_max_changes,
             idempotency_window,
             state_cache_mib,
+            checkpoint_interval_ms,
         } => {
             let mut config = segstream_server::ServerConfig::new(&cli.data_dir);
             config.clock = cli.clock;
@@ -364,6 +371,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
             };
             config.idempotency_window = idempotency_window;
             config.state_cache_bytes = (state_cache_mib * 1024 * 1024) as usize;
+            config.checkpoint_interval = std::time::Duration::from_millis(checkpoint_interval_ms);
             let secured = config.token.is_some();
             let tls = config.tls.is_some();
             segstream_server::serve(config, shutdown_signal(), |listening| {
