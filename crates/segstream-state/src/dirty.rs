@@ -10,13 +10,19 @@
 //!   step ──> DirtyState                 checkpoint: DirtyState ──one batch──> RocksDB
 //! ```
 //!
-//! Entries are kept sorted (a `BTreeMap` per family) because scans read them merged
-//! with RocksDB's sorted iterator, and a checkpoint writes them in key order.
+//! The families scanned in key order on hot paths (timers, change logs, rows) are kept
+//! sorted (a `BTreeMap`), because scans read them merged with RocksDB's sorted iterator.
+//! The families read and written by key (operator state, members, meta) are hashed: a
+//! step reads and writes them once or more per row, and a hash look-up costs a fraction
+//! of a tree walk over a million keys. A scan of a hashed family (rare: a DDL step, a
+//! member listing) sorts what falls in its range.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use segstream_types::Result;
+
+use crate::key_hash::KeyHash;
 
 /// A value written since the checkpoint: `None` is a deletion.
 pub(crate) type Value = Option<Vec<u8>>;
@@ -33,11 +39,70 @@ pub(crate) enum Dirty<'a> {
 }
 
 /// One family's changes since the checkpoint: the ranges deleted, in order, and the
-/// entries written or deleted, in key order.
+/// entries written or deleted (in key order for an ordered family).
 pub(crate) struct FamilyChanges<'a> {
     pub(crate) family: usize,
     pub(crate) ranges: &'a [(Vec<u8>, Vec<u8>)],
-    pub(crate) entries: &'a BTreeMap<Vec<u8>, Value>,
+    pub(crate) entries: Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Value)> + 'a>,
+}
+
+/// One family's entries.
+#[derive(Clone)]
+enum Entries {
+    Ordered(BTreeMap<Vec<u8>, Value>),
+    Hashed(HashMap<Vec<u8>, Value, KeyHash>),
+}
+
+impl Entries {
+    fn get(&self, key: &[u8]) -> Option<&Value> {
+        match self {
+            Self::Ordered(map) => map.get(key),
+            Self::Hashed(map) => map.get(key),
+        }
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Value) -> Option<Value> {
+        match self {
+            Self::Ordered(map) => map.insert(key, value),
+            Self::Hashed(map) => map.insert(key, value),
+        }
+    }
+
+    /// The entries from `start` (included) to `upper`, in key order.
+    fn range<'a>(
+        &'a self,
+        start: &'a [u8],
+        upper: Bound<&'a [u8]>,
+    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Value)> + 'a> {
+        match self {
+            Self::Ordered(map) => Box::new(map.range::<[u8], _>((Bound::Included(start), upper))),
+            Self::Hashed(map) => {
+                let below = |key: &[u8]| match upper {
+                    Bound::Excluded(end) => key < end,
+                    Bound::Included(end) => key <= end,
+                    Bound::Unbounded => true,
+                };
+                let mut inside: Vec<_> =
+                    map.iter().filter(|(k, _)| k.as_slice() >= start && below(k)).collect();
+                inside.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                Box::new(inside.into_iter())
+            }
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&Vec<u8>, &Value)> + '_> {
+        match self {
+            Self::Ordered(map) => Box::new(map.iter()),
+            Self::Hashed(map) => Box::new(map.iter()),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Self::Ordered(map) => map.clear(),
+            Self::Hashed(map) => map.clear(),
+        }
+    }
 }
 
 /// What a changed entry costs beyond its bytes: the tree slot and two vector headers.
@@ -45,7 +110,7 @@ const ENTRY_OVERHEAD: usize = 80;
 
 /// The entries of every family changed since the last checkpoint.
 pub(crate) struct DirtyState {
-    families: Vec<BTreeMap<Vec<u8>, Value>>,
+    families: Vec<Entries>,
     /// Ranges deleted since the checkpoint, `[start, end)`, per family. An entry written
     /// after a range was deleted is in `families`, which is asked first.
     ranges: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
@@ -57,8 +122,22 @@ fn cost(key: &[u8], value: &Value) -> usize {
 }
 
 impl DirtyState {
+    /// Every family ordered.
     pub(crate) fn new(families: usize) -> Self {
-        Self { families: vec![BTreeMap::new(); families], ranges: vec![Vec::new(); families], bytes: 0 }
+        Self {
+            families: vec![Entries::Ordered(BTreeMap::new()); families],
+            ranges: vec![Vec::new(); families],
+            bytes: 0,
+        }
+    }
+
+    /// The same, with the families in `hashed` kept in hash maps (read and written by key;
+    /// scanned rarely).
+    pub(crate) fn hashing(mut self, hashed: &[usize]) -> Self {
+        for &family in hashed {
+            self.families[family] = Entries::Hashed(HashMap::with_hasher(KeyHash::default()));
+        }
+        self
     }
 
     pub(crate) fn get(&self, family: usize, key: &[u8]) -> Dirty<'_> {
@@ -76,11 +155,11 @@ impl DirtyState {
 
     /// Records a write (`None`: a deletion).
     pub(crate) fn write(&mut self, family: usize, key: Vec<u8>, value: Value) {
-        let added = cost(&key, &value);
-        if let Some(previous) = self.families[family].insert(key.clone(), value) {
-            self.bytes -= cost(&key, &previous);
+        let key_len = key.len();
+        self.bytes += cost(&key, &value);
+        if let Some(previous) = self.families[family].insert(key, value) {
+            self.bytes -= key_len + previous.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         }
-        self.bytes += added;
     }
 
     /// Records the deletion of every key in `[start, end)`.
@@ -88,14 +167,26 @@ impl DirtyState {
         if start >= end {
             return;
         }
-        let inside: Vec<Vec<u8>> = self.families[family]
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in inside {
-            if let Some(value) = self.families[family].remove(&key) {
-                self.bytes -= cost(&key, &value);
+        let bytes = &mut self.bytes;
+        match &mut self.families[family] {
+            Entries::Ordered(map) => {
+                let inside: Vec<Vec<u8>> = map
+                    .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in inside {
+                    if let Some(value) = map.remove(&key) {
+                        *bytes -= cost(&key, &value);
+                    }
+                }
             }
+            Entries::Hashed(map) => map.retain(|key, value| {
+                let inside = key.as_slice() >= start && key.as_slice() < end;
+                if inside {
+                    *bytes -= cost(key, value);
+                }
+                !inside
+            }),
         }
         self.bytes += start.len() + end.len() + ENTRY_OVERHEAD;
         self.ranges[family].push((start.to_vec(), end.to_vec()));
@@ -119,7 +210,7 @@ impl DirtyState {
         stored: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut changed = self.families[family].range::<[u8], _>((Bound::Included(start), upper)).peekable();
+        let mut changed = self.families[family].range(start, upper).peekable();
         let mut stored = stored.peekable();
         let mut out = Vec::new();
         while out.len() < limit {
@@ -158,13 +249,13 @@ impl DirtyState {
         self.families.iter().enumerate().map(|(family, entries)| FamilyChanges {
             family,
             ranges: self.ranges[family].as_slice(),
-            entries,
+            entries: entries.iter(),
         })
     }
 
     /// Forgets everything: a checkpoint wrote it to RocksDB.
     pub(crate) fn clear(&mut self) {
-        self.families.iter_mut().for_each(BTreeMap::clear);
+        self.families.iter_mut().for_each(Entries::clear);
         self.ranges.iter_mut().for_each(Vec::clear);
         self.bytes = 0;
     }
@@ -196,9 +287,19 @@ mod tests {
             .collect()
     }
 
+    /// Both kinds of family, ordered and hashed, behave the same.
+    fn both() -> [DirtyState; 2] {
+        [DirtyState::new(2), DirtyState::new(2).hashing(&[0])]
+    }
+
     #[test]
     fn reads_see_writes_deletions_and_ranges_in_order() {
-        let mut dirty = DirtyState::new(1);
+        for dirty in both() {
+            reads_see_writes_deletions_and_ranges(dirty);
+        }
+    }
+
+    fn reads_see_writes_deletions_and_ranges(mut dirty: DirtyState) {
         assert_eq!(dirty.get(0, b"a"), Dirty::Clean);
         dirty.write(0, b"a".to_vec(), Some(b"1".to_vec()));
         dirty.write(0, b"b".to_vec(), None);
@@ -218,8 +319,13 @@ mod tests {
 
     #[test]
     fn scans_merge_changes_over_what_is_stored() {
+        for dirty in both() {
+            scans_merge_changes(dirty);
+        }
+    }
+
+    fn scans_merge_changes(mut dirty: DirtyState) {
         let stored = [("a", "s"), ("b", "s"), ("c", "s"), ("d", "s"), ("f", "s")];
-        let mut dirty = DirtyState::new(1);
         assert_eq!(scan(&dirty, &stored, "b", Some("e"), 10), ["b=s", "c=s", "d=s"]);
         dirty.write(0, b"b".to_vec(), Some(b"new".to_vec())); // replaces a stored key
         dirty.write(0, b"bb".to_vec(), Some(b"new".to_vec())); // between stored keys
@@ -236,7 +342,12 @@ mod tests {
 
     #[test]
     fn bytes_follow_what_is_held() {
-        let mut dirty = DirtyState::new(2);
+        for dirty in [DirtyState::new(2), DirtyState::new(2).hashing(&[1])] {
+            bytes_follow(dirty);
+        }
+    }
+
+    fn bytes_follow(mut dirty: DirtyState) {
         dirty.write(1, b"key".to_vec(), Some(vec![0; 100]));
         let one = dirty.bytes();
         assert_eq!(one, 3 + 100 + ENTRY_OVERHEAD);

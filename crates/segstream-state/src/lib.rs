@@ -27,6 +27,7 @@
 pub mod codec;
 mod dirty;
 pub mod journal;
+mod key_hash;
 mod read_cache;
 
 use dirty::{Dirty, DirtyState};
@@ -50,6 +51,9 @@ pub const CF_TIMERS: &str = "timers";
 pub const CF_MEMBERS: &str = "members";
 pub const CF_CHANGES: &str = "changes";
 const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, CF_MEMBERS, CF_CHANGES];
+/// The families read and written by key on hot paths (`meta`, `state`, `members`, as
+/// indices into [`FAMILIES`]): held in hash maps until a checkpoint (see [`dirty`]).
+const HASHED_FAMILIES: [usize; 3] = [1, 3, 5];
 
 /// An open data directory. A clone is another handle on the same database (RocksDB is
 /// safe to read from many threads): readers that must not wait for the writer use one.
@@ -266,7 +270,7 @@ impl Store {
             cache: Mutex::new(ReadCache::new(DEFAULT_CACHE_BYTES)),
             recorded: Mutex::new(None),
             in_memory: AtomicBool::new(false),
-            dirty: RwLock::new(DirtyState::new(FAMILIES.len())),
+            dirty: RwLock::new(DirtyState::new(FAMILIES.len()).hashing(&HASHED_FAMILIES)),
         };
         Ok(Self { handle: Arc::new(handle), sync_writes: true })
     }

@@ -31,7 +31,7 @@ type Value = Option<Vec<u8>>;
 
 #[derive(Default)]
 struct Generation {
-    entries: HashMap<Vec<u8>, Value>,
+    entries: HashMap<Vec<u8>, Value, crate::key_hash::KeyHash>,
     bytes: usize,
 }
 
