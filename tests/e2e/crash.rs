@@ -333,7 +333,7 @@ enum KillDuring {
 struct Kill {
     generation: u64,
     in_flight: BTreeSet<usize>,
-    /// Whether it landed while the server was syncing its write-ahead log.
+    /// Whether it landed while the server was syncing (its journal, or a checkpoint).
     on_sync: bool,
 }
 
@@ -347,7 +347,7 @@ struct Crashing {
 
 impl Crashing {
     /// Kills the server — with `at_sync`, while one of its threads is syncing the
-    /// write-ahead log, if that is seen within two seconds — and starts it again. Returns
+    /// journal or a checkpoint, if that is seen within two seconds — and starts it again. Returns
     /// the calls in flight at the kill and whether it landed on a sync.
     async fn kill_and_restart(&mut self, flight: Arc<InFlight>, at_sync: bool) -> (BTreeSet<usize>, bool) {
         let server = self.server.take().expect("a server");
@@ -450,7 +450,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
                 }
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            // Every other kill waits for a WAL sync; the others land after a random pause.
+            // Every other kill waits for a sync; the others land after a random pause.
             let at_sync = kills_in_calls.len().is_multiple_of(2);
             if !at_sync {
                 tokio::time::sleep(Duration::from_micros(rng.below(5_000))).await;
@@ -509,7 +509,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         );
     }
     eprintln!(
-        "crash: {kills} kills ({} during calls, {} of them on a WAL sync, {} with calls cut in flight; {} \
+        "crash: {kills} kills ({} during calls, {} of them on a sync, {} with calls cut in flight; {} \
          during an advance, {advances_cut} cutting it); calls cut in flight: {applied} had been applied \
          (the retry was a duplicate), {not_applied} had not",
         kills_in_calls.len(),

@@ -84,7 +84,6 @@ impl EngineOptions {
 }
 
 pub(crate) const META_NEXT_ID: &str = "next_id";
-use crate::maintain::META_CLOCK;
 
 /// What hears a backfill's progress.
 type ProgressReport = Box<dyn Fn(&BackfillProgress) + Send + Sync>;
@@ -145,16 +144,14 @@ impl Engine {
         if options.state_cache_bytes != segstream_state::DEFAULT_CACHE_BYTES {
             store.set_cache_bytes(options.state_cache_bytes)?;
         }
-        let manual = Timestamp(store.meta_i64(META_CLOCK)?.unwrap_or(0));
-        let next_id = store.meta_u64(META_NEXT_ID)?.unwrap_or(1);
         let checkpointed = store.meta_u64(META_JOURNAL_POSITION)?.unwrap_or(0);
         let (journal, _) = Journal::open_after(&options.data_dir.join(JOURNAL_DIR), checkpointed)?;
         let mut engine = Self {
             store,
             catalog: Catalog::new(),
             ids: HashMap::new(),
-            next_id,
-            clock: Clock { mode: options.clock, manual },
+            next_id: 1,
+            clock: Clock { mode: options.clock, manual: Timestamp(0) },
             dataflows: BTreeMap::new(),
             backfill_batch: options.backfill_batch,
             progress: None,
@@ -175,11 +172,7 @@ impl Engine {
             last_checkpoint: std::sync::Mutex::new(std::time::Instant::now()),
             checkpoint_totals: std::sync::Mutex::new(CheckpointTotals::default()),
         };
-        engine.reload_catalog()?;
-        engine.migrate_event_keys()?;
-        engine.build_dataflows()?;
-        engine.upgrade_join_state()?;
-        engine.start_journal()?;
+        engine.load()?;
         Ok(engine)
     }
 

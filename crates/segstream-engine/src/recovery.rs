@@ -149,19 +149,17 @@ impl Engine {
         if let Ok(mut replayed) = self.replayed.lock() {
             *replayed = None;
         }
-        let names = |names: &[String]| -> Vec<Name> {
-            names.iter().map(|n| Name { value: n.clone(), position: None }).collect()
-        };
+        let named = |name: &String| Name { value: name.clone(), position: None };
         let ran = match &record.input {
             JournalInput::Rows { relation, rows, keep_existing, marker } => {
-                let relation = self.relation(&names(std::slice::from_ref(relation))[0])?.clone();
+                let relation = self.relation(&named(relation))?.clone();
                 let decoded =
                     rows.iter().map(|row| decode_row(&relation.schema, row)).collect::<Result<Vec<_>>>()?;
                 let batch = rows_to_batch(&relation.schema, &decoded)?;
                 self.write_rows(&relation, batch, *keep_existing, marker.clone()).map(drop)
             }
             JournalInput::DeleteKeys { relation, keys } => {
-                let relation = self.relation(&names(std::slice::from_ref(relation))[0])?.clone();
+                let relation = self.relation(&named(relation))?.clone();
                 let keys = crate::rows::decode_keys(&relation, keys)?;
                 self.delete_keys(&relation, keys).map(drop)
             }
@@ -170,7 +168,10 @@ impl Engine {
                 self.run_definition(&statement).map(drop)
             }
             JournalInput::Advance { to } => self.advance_clock_to(Timestamp(*to)),
-            JournalInput::Forget { key, only } => self.forget_key_now(key, &names(only)).map(drop),
+            JournalInput::Forget { key, only } => {
+                let only: Vec<Name> = only.iter().map(named).collect();
+                self.forget_key_now(key, &only).map(drop)
+            }
             JournalInput::ExpireKeys { window_nanos } => self.expire_keys_older_than(*window_nanos).map(drop),
             JournalInput::TrimChangeLogs { max_age_nanos, max_changes } => {
                 let retention = ChangeLogRetention {
@@ -270,6 +271,13 @@ impl Engine {
         self.broken = Some("a restart from the last checkpoint is under way".into());
         self.journal.reopen()?;
         self.store.discard_unwritten()?;
+        self.load()
+    }
+
+    /// Loads everything from the store (the last checkpoint): the clock, the catalog and
+    /// the operators, with the data directory's upgrades; then starts the journal and
+    /// replays it. What `Engine::open` does, and a restart in place does again.
+    pub(crate) fn load(&mut self) -> Result<()> {
         self.catalog = Catalog::new();
         self.ids.clear();
         self.dataflows.clear();
@@ -278,11 +286,12 @@ impl Engine {
         }
         self.next_id = self.store.meta_u64(META_NEXT_ID)?.unwrap_or(1);
         self.clock.manual = Timestamp(self.store.meta_i64(META_CLOCK)?.unwrap_or(0));
-        self.reload_catalog()?;
         self.journaling = false;
+        self.reload_catalog()?;
+        self.migrate_event_keys()?;
         self.build_dataflows()?;
-        self.journaling = true;
-        self.replay_journal()
+        self.upgrade_join_state()?;
+        self.start_journal()
     }
 
     /// Closes the engine as `kill -9` would: no checkpoint, and journal records not yet
