@@ -168,6 +168,7 @@ impl Engine {
             checkpoint_policy: CheckpointPolicy {
                 every: options.checkpoint_interval,
                 bytes: (options.state_cache_bytes / 2).max(1),
+                resident_bytes: options.state_cache_bytes,
             },
             last_checkpoint: std::sync::Mutex::new(std::time::Instant::now()),
             checkpoint_totals: std::sync::Mutex::new(CheckpointTotals::default()),
@@ -535,10 +536,11 @@ impl Engine {
         }
         step.cx.delete(CF_CATALOG, id.to_be_bytes().to_vec());
         step.delete_prefix(CF_ROWS, &id.to_be_bytes())?;
-        self.commit(step)?;
+        self.commit_without_checkpoint(step)?;
         self.dataflows.remove(&name.value);
         self.catalog.remove(&name.value);
         self.ids.remove(&name.value);
+        self.checkpoint_if_due();
         Ok(Output::Done(tag))
     }
 

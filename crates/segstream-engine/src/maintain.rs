@@ -258,9 +258,27 @@ impl Engine {
             }
             rebuilt.insert(name.clone(), df);
         }
+        if !self.journaling {
+            // Opening, before the journal starts: no checkpoint will write the new
+            // operators' typed state, so it goes to RocksDB with the step.
+            let mut state = Vec::new();
+            for table in rebuilt.values().flat_map(|df| df.state_tables()) {
+                table.changed_entries(&mut state)?;
+            }
+            for (family, key, value) in state {
+                match value {
+                    Some(value) => step.cx.put(family, key, value),
+                    None => step.cx.delete(family, key),
+                }
+            }
+        }
         step.stamp_clock();
-        self.commit(step)?;
+        self.commit_without_checkpoint(step)?;
+        if !self.journaling {
+            rebuilt.values().flat_map(|df| df.state_tables()).for_each(|t| t.checkpointed());
+        }
         self.dataflows.extend(rebuilt);
+        self.checkpoint_if_due();
         Ok(())
     }
 

@@ -77,6 +77,9 @@ pub(crate) struct CheckpointPolicy {
     pub every: Duration,
     /// Changed state held in memory that triggers a checkpoint early.
     pub bytes: usize,
+    /// The operators' typed state kept in memory at most (the state budget): past it,
+    /// a checkpoint is followed by evicting what it wrote.
+    pub resident_bytes: usize,
 }
 
 /// What checkpoints have done since the engine opened.
@@ -222,7 +225,21 @@ impl Engine {
         // The clock is not part of the marker: every step stamps its own instant into the
         // state (a checkpoint inside a clock advance's commit, before the engine's clock
         // has moved, must not put the old instant over the advance's).
-        let stats = self.store.checkpoint(&[(META_JOURNAL_POSITION.as_bytes(), &position_bytes)])?;
+        let mut operator_state = Vec::new();
+        for df in self.dataflows.values() {
+            for table in df.state_tables() {
+                table.changed_entries(&mut operator_state)?;
+            }
+        }
+        let stats =
+            self.store.checkpoint(&[(META_JOURNAL_POSITION.as_bytes(), &position_bytes)], &operator_state)?;
+        drop(operator_state);
+        let tables = || self.dataflows.values().flat_map(|df| df.state_tables());
+        tables().for_each(|t| t.checkpointed());
+        let resident: usize = tables().map(|t| t.bytes().resident).sum();
+        if resident > self.checkpoint_policy.resident_bytes {
+            tables().for_each(|t| t.evict_clean());
+        }
         fault(FaultPoint::AfterCheckpointWrite)?;
         self.journal.roll()?;
         fault(FaultPoint::AfterRoll)?;
@@ -244,7 +261,10 @@ impl Engine {
     pub fn checkpoint_if_due(&self) {
         let Ok(last) = self.last_checkpoint.lock().map(|l| *l) else { return };
         let due = last.elapsed() >= self.checkpoint_policy.every
-            || self.store.unwritten_bytes().is_ok_and(|b| b >= self.checkpoint_policy.bytes);
+            || self
+                .store
+                .unwritten_bytes()
+                .is_ok_and(|b| b + self.operator_state_changed() >= self.checkpoint_policy.bytes);
         if !due {
             return;
         }
@@ -254,6 +274,11 @@ impl Engine {
                 *last = Instant::now();
             }
         }
+    }
+
+    /// Bytes of the operators' typed state changed since the last checkpoint.
+    fn operator_state_changed(&self) -> usize {
+        self.dataflows.values().flat_map(|df| df.state_tables()).map(|t| t.bytes().changed).sum()
     }
 
     /// What checkpoints and recovery have done since the engine opened.

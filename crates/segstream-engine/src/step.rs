@@ -89,7 +89,16 @@ impl Engine {
     /// before the call returns. While recovery replays the journal nothing is appended:
     /// the digest is kept for recovery to compare with the journaled one.
     pub(crate) fn commit(&self, step: Step) -> Result<()> {
-        let Step { cx, ranges, input } = step;
+        self.commit_without_checkpoint(step)?;
+        self.checkpoint_if_due();
+        Ok(())
+    }
+
+    /// [`Engine::commit`] without the checkpoint that may follow it: for a step that
+    /// adds or removes segments, whose caller checkpoints once the engine's set of
+    /// running operators matches the step (a checkpoint writes the state those hold).
+    pub(crate) fn commit_without_checkpoint(&self, step: Step) -> Result<()> {
+        let Step { mut cx, ranges, input } = step;
         let digest = ChangeDigest::of(cx.written_from(CF_CHANGES, &[]));
         let mut batch = self.store.batch();
         for (family, start, end) in ranges {
@@ -98,10 +107,13 @@ impl Engine {
         cx.write_to(&mut batch)?;
         if !self.journaling {
             // Opening: an upgrade, written straight to RocksDB (synced).
-            return self.store.write(batch);
+            self.store.write(batch)?;
+            cx.end(true);
+            return Ok(());
         }
         if self.replaying {
             self.store.write(batch)?;
+            cx.end(true);
             if let Ok(mut replayed) = self.replayed.lock() {
                 *replayed = Some(digest);
             }
@@ -111,12 +123,13 @@ impl Engine {
         let record = JournalRecord { clock: self.clock.manual.nanos(), digest, input };
         let position = self.journal.append(&record.encode())?;
         self.store.write(batch)?;
+        // The operators' typed state keeps the step from here: the journal has it.
+        cx.end(true);
         fault(FaultPoint::AfterAppend)?;
         if !self.group_commit {
             self.journal.sync_to(position)?;
         }
         fault(FaultPoint::AfterSync)?;
-        self.checkpoint_if_due();
         Ok(())
     }
 }

@@ -6,23 +6,28 @@
 //! any order. A step groups its input rows by key, reads each touched group once, and
 //! emits the group's old output row retracted and its new one inserted (equal rows
 //! cancel when the step consolidates). A group whose count reaches zero is gone.
+//!
+//! The groups are held in memory as typed values (a [`StateTable`]): a step changes a
+//! group's counters in place, and the group reaches the store, encoded, only at a
+//! checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::Expr;
 use segstream_sql::plan::{AggregateCall, AggregateFunction};
 use segstream_state::codec::{
-    decode_row, encode_row, encode_sortable, rows_to_batch, ByteReader, ByteWriter,
+    decode_row, encode_row, encode_sortable, encode_sortable_at, rows_to_batch, ByteReader, ByteWriter,
 };
-use segstream_state::CF_STATE;
+use segstream_state::{KeyHash, CF_STATE};
 use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::context::StepContext;
 use crate::expr::RowExpr;
+use crate::state_table::{CheckpointedState, StateTable, TableValue};
 
 pub struct Aggregate {
     group_by: Vec<RowExpr>,
@@ -31,6 +36,7 @@ pub struct Aggregate {
     /// The group columns alone, to store a group's values with its state.
     group_schema: SchemaRef,
     prefix: Vec<u8>,
+    groups: StateTable<GroupState>,
 }
 
 impl Aggregate {
@@ -58,7 +64,8 @@ impl Aggregate {
                 .project(&(0..group_by.len()).collect::<Vec<_>>())
                 .map_err(|e| Error::internal(e.to_string()))?,
         );
-        Ok(Self { group_by, calls, output, group_schema, prefix })
+        let groups = StateTable::new(CF_STATE, prefix.clone());
+        Ok(Self { group_by, calls, output, group_schema, prefix, groups })
     }
 
     pub fn step(&self, input: DeltaBatch, cx: &mut StepContext) -> Result<DeltaBatch> {
@@ -73,32 +80,39 @@ impl Aggregate {
             .map(|(_, _, args)| args.iter().map(|a| a.evaluate(rows)).collect::<Result<Vec<_>>>())
             .collect::<Result<_>>()?;
 
-        // Rows by group, groups in order of first appearance.
-        let mut order: Vec<(Vec<u8>, Vec<ScalarValue>, Vec<usize>)> = Vec::new();
-        let mut slot: HashMap<Vec<u8>, usize> = HashMap::new();
+        // Rows by group, groups in order of first appearance: (key, first row, rows).
+        let mut order: Vec<(Vec<u8>, usize, Vec<usize>)> = Vec::new();
+        let mut slot: HashMap<Vec<u8>, usize, KeyHash> = HashMap::with_hasher(KeyHash::default());
         for i in 0..input.len() {
-            let values = groups.iter().map(|g| scalar(g, i)).collect::<Result<Vec<_>>>()?;
             let mut key = self.prefix.clone();
-            for v in &values {
-                encode_sortable(v, &mut key)?;
+            for g in &groups {
+                if !encode_sortable_at(g.as_ref(), i, &mut key) {
+                    encode_sortable(&scalar(g, i)?, &mut key)?;
+                }
             }
             match slot.get(&key) {
                 Some(&s) => order[s].2.push(i),
                 None => {
                     slot.insert(key.clone(), order.len());
-                    order.push((key, values, vec![i]));
+                    order.push((key, i, vec![i]));
                 }
             }
         }
 
-        let keys: Vec<Vec<u8>> = order.iter().map(|(k, _, _)| k.clone()).collect();
-        let stored = cx.get_many(CF_STATE, &keys)?;
+        let groups_of_row = groups;
+        let mut groups = self.groups.open(cx)?;
+        let keys: Vec<&[u8]> = order.iter().map(|(k, _, _)| k.as_slice()).collect();
+        groups.load(cx, &keys, |bytes| GroupState::decode(bytes, &self.group_schema, &self.calls))?;
         let mut out_rows: Vec<Vec<ScalarValue>> = Vec::new();
         let mut out_weights = Vec::new();
-        for ((key, group_values, members), stored) in order.into_iter().zip(stored) {
-            let mut state = match stored {
-                Some(bytes) => GroupState::decode(&bytes, &self.group_schema, &self.calls)?,
-                None => GroupState::new(group_values, &self.calls),
+        for (key, first, members) in order {
+            let mut state = match groups.get(&key) {
+                Some(state) => state.clone(),
+                None => {
+                    let values =
+                        groups_of_row.iter().map(|g| scalar(g, first)).collect::<Result<Vec<_>>>()?;
+                    GroupState::new(values, &self.calls)
+                }
             };
             if state.count > 0 {
                 out_rows.push(self.output_row(&state)?);
@@ -108,20 +122,24 @@ impl Aggregate {
                 let w = input.weights[i];
                 state.count += w;
                 for (c, acc) in state.accumulators.iter_mut().enumerate() {
-                    let values = args[c].iter().map(|a| scalar(a, i)).collect::<Result<Vec<_>>>()?;
-                    acc.apply(&values, w)?;
+                    acc.apply_at(&args[c], i, w)?;
                 }
             }
             if state.count > 0 {
                 out_rows.push(self.output_row(&state)?);
                 out_weights.push(1);
-                cx.put(CF_STATE, key, state.encode()?);
+                groups.set(cx, key, Some(state));
             } else {
-                cx.delete(CF_STATE, key);
+                groups.set(cx, key, None);
             }
         }
         let batch = rows_to_batch(&self.output, &out_rows)?;
         DeltaBatch::new(batch, out_weights)?.consolidate()
+    }
+
+    /// The groups, for checkpoints and the state budget.
+    pub fn state(&self) -> &dyn CheckpointedState {
+        &self.groups
     }
 
     fn output_row(&self, state: &GroupState) -> Result<Vec<ScalarValue>> {
@@ -148,10 +166,23 @@ fn scalar(array: &ArrayRef, row: usize) -> Result<ScalarValue> {
 }
 
 /// One group: its values, its row count, one accumulator per aggregate call.
+#[derive(Clone)]
 struct GroupState {
     group: Vec<ScalarValue>,
     count: i64,
     accumulators: Vec<Accumulator>,
+}
+
+impl TableValue for GroupState {
+    fn encode(&self) -> Result<Vec<u8>> {
+        GroupState::encode(self)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let group: usize = self.group.iter().map(ScalarValue::size).sum();
+        let accumulators: usize = self.accumulators.iter().map(Accumulator::heap_bytes).sum();
+        group + accumulators
+    }
 }
 
 impl GroupState {
@@ -215,6 +246,17 @@ enum Accumulator {
 }
 
 impl Accumulator {
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + match self {
+                // A tree node per value: its key, its row and the node's share.
+                Self::Values { values, .. } => {
+                    values.iter().map(|(k, (_, row))| k.len() + row.len() + 64).sum()
+                }
+                _ => 0,
+            }
+    }
+
     fn new(function: AggregateFunction, distinct: bool) -> Self {
         match function {
             AggregateFunction::Count if !distinct => Self::Count(0),
@@ -226,6 +268,52 @@ impl Accumulator {
             AggregateFunction::BoolAnd => Self::Bool { trues: 0, falses: 0, and: true },
             AggregateFunction::BoolOr => Self::Bool { trues: 0, falses: 0, and: false },
         }
+    }
+
+    /// [`Accumulator::apply`] for row `row` of the argument arrays, reading the common
+    /// types straight from the arrays (no `ScalarValue` per row).
+    fn apply_at(&mut self, args: &[ArrayRef], row: usize, weight: i64) -> Result<()> {
+        let Some(array) = args.first() else {
+            // COUNT(*): a constant, never null.
+            return self.apply(&[], weight);
+        };
+        if array.is_null(row) {
+            return Ok(());
+        }
+        match self {
+            Self::Count(n) => *n += weight,
+            Self::Sum { int, non_null, .. } if array.data_type() == &DataType::Int64 => {
+                *non_null += weight;
+                *int += array.as_primitive::<Int64Type>().value(row) as i128 * weight as i128;
+            }
+            Self::Sum { float, is_float, non_null, .. } if array.data_type() == &DataType::Float64 => {
+                *non_null += weight;
+                *is_float = true;
+                *float += array.as_primitive::<Float64Type>().value(row) * weight as f64;
+            }
+            Self::Values { values, .. } => {
+                let mut key = Vec::new();
+                if !encode_sortable_at(array.as_ref(), row, &mut key) {
+                    return self.apply(&[scalar(array, row)?], weight);
+                }
+                let count = match values.get_mut(&key) {
+                    Some(entry) => {
+                        entry.0 += weight;
+                        entry.0
+                    }
+                    None => {
+                        let value = scalar(array, row)?;
+                        values.insert(key.clone(), (weight, encode_row(std::slice::from_ref(&value))?));
+                        weight
+                    }
+                };
+                if count == 0 {
+                    values.remove(&key);
+                }
+            }
+            _ => return self.apply(&[scalar(array, row)?], weight),
+        }
+        Ok(())
     }
 
     /// Adds `weight` copies of a row whose arguments are `args` (negative: removes).
@@ -419,6 +507,48 @@ mod tests {
         assert_eq!(max.value(&DataType::Int64).unwrap(), ScalarValue::Int64(Some(5)));
         min.apply(&[ScalarValue::Int64(Some(3))], -1).unwrap();
         assert_eq!(min.value(&DataType::Int64).unwrap(), ScalarValue::Int64(Some(5)));
+    }
+
+    /// The per-row path over arrays keeps exactly the state the `ScalarValue` path does.
+    #[test]
+    fn applying_from_arrays_matches_applying_values() {
+        use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampNanosecondArray};
+        use std::sync::Arc;
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![Some(3), None, Some(-7), Some(3)])),
+            Arc::new(Float64Array::from(vec![Some(1.5), Some(2.25), None, Some(1.5)])),
+            Arc::new(StringArray::from(vec![Some("b"), Some("a"), None, Some("b")])),
+            Arc::new(TimestampNanosecondArray::from(vec![Some(5), Some(9), Some(9), None])),
+        ];
+        let functions = [
+            (AggregateFunction::Count, false),
+            (AggregateFunction::Count, true),
+            (AggregateFunction::Sum, false),
+            (AggregateFunction::Avg, false),
+            (AggregateFunction::Min, false),
+            (AggregateFunction::Max, false),
+        ];
+        for array in &arrays {
+            for (f, distinct) in functions {
+                if matches!(f, AggregateFunction::Sum | AggregateFunction::Avg)
+                    && matches!(array.data_type(), DataType::Utf8 | DataType::Timestamp(..))
+                {
+                    continue;
+                }
+                let (mut by_value, mut by_row) =
+                    (Accumulator::new(f, distinct), Accumulator::new(f, distinct));
+                for (row, weight) in [(0, 1), (1, 2), (2, 1), (3, 1), (0, -1)] {
+                    by_value.apply(&[ScalarValue::try_from_array(array, row).unwrap()], weight).unwrap();
+                    by_row.apply_at(std::slice::from_ref(array), row, weight).unwrap();
+                }
+                assert_eq!(by_row, by_value, "{f:?} distinct {distinct} over {}", array.data_type());
+            }
+        }
+        let (mut star, mut by_value) =
+            (Accumulator::new(AggregateFunction::Count, false), Accumulator::Count(0));
+        star.apply_at(&[], 0, 3).unwrap();
+        by_value.apply(&[], 3).unwrap();
+        assert_eq!(star, by_value);
     }
 
     #[test]

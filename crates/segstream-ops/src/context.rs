@@ -3,12 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use segstream_state::codec::encode_key;
 use segstream_state::{Store, StoreBatch};
 use segstream_types::{Error, Result, Timestamp};
+
+use crate::state_table::StepUndo;
 
 /// One family's writes of a step, in key order; `None` is a deletion.
 type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -31,6 +35,20 @@ pub struct StepContext<'s> {
     key_instants: HashMap<Vec<u8>, i64>,
     /// While a savepoint is open: what each write replaced, in order, to undo them.
     undo: Option<Undo>,
+    /// The operators' typed state tables this step changed (`state_table.rs`): they
+    /// keep the step's changes until [`StepContext::end`], and take them back if the
+    /// step is dropped without it.
+    tables: Vec<Arc<dyn StepUndo>>,
+    /// The first typed-table mark of this step (see [`next_mark`]).
+    first_mark: u64,
+}
+
+/// Marks of changes to typed state tables, increasing across all steps: a mark from an
+/// earlier step is below every mark of the current one.
+static MARKS: AtomicU64 = AtomicU64::new(1);
+
+fn next_mark() -> u64 {
+    MARKS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The writes since a savepoint, as what each one replaced in the family's map, and
@@ -38,6 +56,8 @@ pub struct StepContext<'s> {
 struct Undo {
     replaced: Vec<Replaced>,
     appends: usize,
+    /// The first typed-table mark after the savepoint.
+    mark: u64,
 }
 
 /// One write since a savepoint: the family's index in `writes`, the key, and the
@@ -46,7 +66,42 @@ type Replaced = (usize, Vec<u8>, Option<Option<Vec<u8>>>);
 
 impl<'s> StepContext<'s> {
     pub fn new(store: &'s Store, now: Timestamp) -> Self {
-        Self { now, store, writes: Vec::new(), appends: Vec::new(), key_instants: HashMap::new(), undo: None }
+        Self {
+            now,
+            store,
+            writes: Vec::new(),
+            appends: Vec::new(),
+            key_instants: HashMap::new(),
+            undo: None,
+            tables: Vec::new(),
+            first_mark: next_mark(),
+        }
+    }
+
+    /// A typed state table the step changes: told at the step's end to keep or take
+    /// back its changes.
+    pub(crate) fn touched(&mut self, table: Arc<dyn StepUndo>) {
+        self.tables.push(table);
+    }
+
+    /// The mark of a change to a typed state table.
+    pub(crate) fn next_mark(&mut self) -> u64 {
+        next_mark()
+    }
+
+    /// The first mark of the step, or of its open savepoint: a change to a typed state
+    /// table recorded at or after it is taken back with the step (or savepoint).
+    pub(crate) fn undo_floor(&self) -> u64 {
+        self.undo.as_ref().map_or(self.first_mark, |u| u.mark)
+    }
+
+    /// Ends the step for the typed state tables: `keep` once the step is committed;
+    /// otherwise (and when the context is dropped without this) their changes are taken
+    /// back, as the store never sees an uncommitted step's writes.
+    pub fn end(mut self, keep: bool) {
+        for table in std::mem::take(&mut self.tables) {
+            table.end_step(keep, self.first_mark);
+        }
     }
 
     /// Starts a pass whose member keys are each at their own instant (see
@@ -90,7 +145,7 @@ impl<'s> StepContext<'s> {
     /// Opens a savepoint: the writes from here on can be taken back with
     /// [`StepContext::rollback`], or kept with [`StepContext::release`].
     pub fn savepoint(&mut self) {
-        self.undo = Some(Undo { replaced: Vec::new(), appends: self.appends.len() });
+        self.undo = Some(Undo { replaced: Vec::new(), appends: self.appends.len(), mark: next_mark() });
     }
 
     /// Keeps the writes since the savepoint.
@@ -109,6 +164,9 @@ impl<'s> StepContext<'s> {
             };
         }
         self.appends.truncate(undo.appends);
+        for table in &self.tables {
+            table.rollback_to(undo.mark);
+        }
     }
 
     pub fn store(&self) -> &'s Store {
@@ -216,12 +274,13 @@ impl<'s> StepContext<'s> {
         !self.appends.is_empty() || self.writes.iter().any(|(_, w)| !w.is_empty())
     }
 
-    /// Moves every write into `batch`.
-    pub fn write_to(self, batch: &mut StoreBatch<'_>) -> Result<()> {
-        for (family, writes) in self.writes {
+    /// Moves every write into `batch`. The typed state tables keep the step's changes
+    /// until [`StepContext::end`].
+    pub fn write_to(&mut self, batch: &mut StoreBatch<'_>) -> Result<()> {
+        for (family, writes) in std::mem::take(&mut self.writes) {
             batch.write_family(family, writes.into_iter())?;
         }
-        let mut appends = self.appends;
+        let mut appends = std::mem::take(&mut self.appends);
         // Appends come grouped by family (one relation per step); one call per family.
         appends.sort_by_key(|(family, _, _)| *family);
         let mut appends = appends.into_iter().peekable();
@@ -231,5 +290,14 @@ impl<'s> StepContext<'s> {
             batch.write_family(family, group)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for StepContext<'_> {
+    /// A step dropped without [`StepContext::end`] failed: its typed state changes go.
+    fn drop(&mut self) {
+        for table in std::mem::take(&mut self.tables) {
+            table.end_step(false, self.first_mark);
+        }
     }
 }

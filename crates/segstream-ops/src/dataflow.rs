@@ -17,6 +17,7 @@ use crate::filter::{key_not_null, Filter};
 use crate::join::Join;
 use crate::membership::{MemberChange, MembershipSink};
 use crate::project::Project;
+use crate::state_table::CheckpointedState;
 use crate::temporal_filter::{DueTimer, TemporalFilter};
 
 enum Node {
@@ -198,6 +199,15 @@ impl SegmentDataflow {
             }
         }
         Ok(moved)
+    }
+
+    /// The operators' state held in memory as typed values (`state_table.rs`): what a
+    /// checkpoint writes and the state budget counts.
+    pub fn state_tables(&self) -> impl Iterator<Item = &dyn CheckpointedState> {
+        self.nodes.iter().filter_map(|(node, _, _)| match node {
+            Node::Aggregate(a) => Some(a.state()),
+            _ => None,
+        })
     }
 
     /// The relations this segment's sources read.

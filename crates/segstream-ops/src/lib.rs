@@ -15,6 +15,7 @@ pub mod filter;
 pub mod join;
 pub mod membership;
 pub mod project;
+pub mod state_table;
 pub mod temporal_filter;
 
 pub use context::StepContext;

@@ -22,10 +22,10 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::DFSchema;
 use segstream_sql::temporal::{TimeBound, TimeBoundKind};
 use segstream_state::codec::{
-    decode_instant, decode_row, encode_instant, encode_key, encode_row, encoded_rows_to_batch, row_values,
-    ByteReader, ByteWriter,
+    decode_instant, decode_row, encode_batch_rows, encode_instant, encode_key, encode_row,
+    encoded_rows_to_batch, row_values, ByteReader, ByteWriter,
 };
-use segstream_state::CF_TIMERS;
+use segstream_state::{KeyHash, CF_TIMERS};
 use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::context::StepContext;
@@ -116,7 +116,21 @@ impl TemporalFilter {
         // Timer changes of the whole batch, summed per timer, then applied with one
         // MultiGet for the timers already set.
         let mut timers: Vec<(Vec<u8>, i64)> = Vec::new();
-        let mut slot: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut slot: HashMap<Vec<u8>, usize, KeyHash> = HashMap::with_hasher(KeyHash::default());
+        // The rows as timers keep them, encoded column by column once the first row
+        // needs a timer (row by row for types the columnar encoder does not take).
+        let mut encoded: Option<Vec<Vec<u8>>> = None;
+        let mut encoded_row = |i: usize| -> Result<Vec<u8>> {
+            if encoded.is_none() {
+                encoded = Some(match encode_batch_rows(&input.rows) {
+                    Ok(rows) => rows,
+                    Err(_) => {
+                        (0..n).map(|r| encode_row(&row_values(&input.rows, r)?)).collect::<Result<_>>()?
+                    }
+                });
+            }
+            Ok(encoded.as_mut().map(|rows| std::mem::take(&mut rows[i])).unwrap_or_default())
+        };
         let mut add = |instant: i64, row: &[u8], weight: i64| {
             let mut key = encode_instant(instant).to_vec();
             key.extend_from_slice(&self.owner);
@@ -143,7 +157,7 @@ impl TemporalFilter {
             let visible = from <= now;
             keep.push(visible);
             if !visible || until != i64::MAX {
-                let row = encode_row(&row_values(&input.rows, i)?)?;
+                let row = encoded_row(i)?;
                 if !visible {
                     add(from, &row, w);
                 }

@@ -11,7 +11,7 @@ const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 /// Builds [`KeyHasher`]s with this process's seed.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct KeyHash {
+pub struct KeyHash {
     seed: u64,
 }
 
@@ -29,7 +29,7 @@ impl BuildHasher for KeyHash {
     }
 }
 
-pub(crate) struct KeyHasher(u64);
+pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     #[inline]

@@ -28,6 +28,7 @@ pub mod codec;
 mod dirty;
 pub mod journal;
 mod key_hash;
+pub use key_hash::{KeyHash, KeyHasher};
 mod read_cache;
 
 use dirty::{Dirty, DirtyState};
@@ -117,6 +118,9 @@ impl WalSyncer {
     }
 }
 
+/// One key's write in a family: `(family, key, value)`, `None` for a deletion.
+pub type StateWrite = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
 /// The most write-ahead log kept before memtables are flushed to free it.
 pub const MAX_TOTAL_WAL_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -158,6 +162,10 @@ fn db_options() -> Options {
     // time to reopen, would grow with history (238 MiB after 2M events). Past this
     // size RocksDB flushes whichever families hold the oldest file.
     options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+    // Checkpoints are written without the WAL and then flushed (see `Store::checkpoint`):
+    // the flush of every family must be one atomic step, or a crash in its middle could
+    // keep the new marker in `meta` without the state it marks.
+    options.set_atomic_flush(true);
     options
 }
 
@@ -706,11 +714,20 @@ impl Store {
         Ok(self.handle.dirty()?.bytes())
     }
 
-    /// Writes everything held in memory to RocksDB in one synced batch, with `marker`
+    /// Writes everything held in memory to RocksDB in one batch, flushed to table files, with `marker`
     /// (puts into `meta`, e.g. the journal position the state corresponds to), so the
     /// state on disk moves from one checkpoint to the next atomically: after a crash it
     /// is the last checkpoint, whole.
-    pub fn checkpoint(&self, marker: &[(&[u8], &[u8])]) -> Result<CheckpointStats> {
+    ///
+    /// `operator_state` is what operators hold in memory as typed values and changed
+    /// since the last checkpoint (`None`: deleted), written after the held changes so
+    /// that it wins over them. It goes to RocksDB only: the read cache forgets those keys
+    /// rather than keep a second copy of what the operators hold.
+    pub fn checkpoint(
+        &self,
+        marker: &[(&[u8], &[u8])],
+        operator_state: &[StateWrite],
+    ) -> Result<CheckpointStats> {
         self.handle.recover()?;
         let mut stats = CheckpointStats::default();
         let mut cleared = Vec::new();
@@ -735,6 +752,15 @@ impl Store {
                         }
                     }
                 }
+                for (name, key, value) in operator_state {
+                    let cf = family(db, name)?;
+                    stats.entries += 1;
+                    stats.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
+                    match value {
+                        Some(value) => batch.put_cf(cf, key, value),
+                        None => batch.delete_cf(cf, key),
+                    }
+                }
                 let meta = family(db, CF_META)?;
                 for (key, value) in marker {
                     batch.put_cf(meta, key, value);
@@ -742,10 +768,21 @@ impl Store {
                 Ok(batch)
             })?
         };
+        // Without RocksDB's WAL, then flushed: the checkpoint is durable once it is in
+        // table files, and a reopen has no log of it to replay (a checkpoint's batch is
+        // tens of MiB; replaying it cost seconds at open). Until the flush completes, a
+        // crash leaves the previous checkpoint, whole (the flush is atomic across
+        // families).
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.disable_wal(true);
         self.handle.cache()?.begin_write();
-        let result = self.with_db(|db| db.write_opt(batch, &options).map_err(storage));
+        let result = self.with_db(|db| {
+            db.write_opt(batch, &options).map_err(storage)?;
+            let families = FAMILIES.iter().map(|f| family(db, f)).collect::<Result<Vec<_>>>()?;
+            let mut flush = rocksdb::FlushOptions::default();
+            flush.set_wait(true);
+            db.flush_cfs_opt(&families, &flush).map_err(storage)
+        });
         if let Err(e) = result {
             self.handle.failed.store(true, Ordering::Relaxed);
             self.handle.cache()?.clear(None);
@@ -765,6 +802,11 @@ impl Store {
                 for (key, value) in entries {
                     cache.written(c, key.clone(), value.clone());
                 }
+            }
+        }
+        for (name, key, _) in operator_state {
+            if let Some(c) = ReadCache::family_index(name) {
+                cache.forget(c, key);
             }
         }
         for (key, value) in marker {
@@ -1050,7 +1092,7 @@ mod tests {
             batch.delete_prefix(CF_ROWS, b"r").unwrap();
             batch.put(CF_ROWS, b"r2", b"checkpointed").unwrap();
             store.write(batch).unwrap();
-            let stats = store.checkpoint(&[(b"journal_position", &7u64.to_be_bytes())]).unwrap();
+            let stats = store.checkpoint(&[(b"journal_position", &7u64.to_be_bytes())], &[]).unwrap();
             assert_eq!(stats.entries, 3);
             assert_eq!(store.unwritten_bytes().unwrap(), 0);
             assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"checkpointed".to_vec()));

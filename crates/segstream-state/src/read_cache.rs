@@ -126,6 +126,17 @@ impl ReadCache {
         self.insert_young(family, key, value);
     }
 
+    /// Drops `key`, if held: its newest value is kept elsewhere (an operator's typed
+    /// state), and a copy here would go stale.
+    pub(crate) fn forget(&mut self, family: usize, key: &[u8]) {
+        let cache = &mut self.families[family];
+        for generation in [&mut cache.young, &mut cache.old] {
+            if let Some((key, value)) = generation.entries.remove_entry(key) {
+                generation.bytes -= entry_bytes(&key, &value);
+            }
+        }
+    }
+
     /// Starts a write: readers that began before it must not fill what they read.
     pub(crate) fn begin_write(&mut self) {
         self.epoch += 1;

@@ -1,0 +1,410 @@
+//! Operator state held in memory as typed values, and written to the store only at
+//! checkpoints.
+//!
+//! An operator that keeps state per key (an aggregate's groups) holds it here as the
+//! values it computes with: a step reads and changes a group without decoding or
+//! encoding bytes, and without passing through the store's layers. The store sees the
+//! state once per checkpoint, as the bytes of every entry changed since the last one
+//! ([`CheckpointedState::changed_entries`]), in the same RocksDB batch as the rest of the
+//! checkpoint.
+//!
+//! ```text
+//!   step:        operator ──get / set──▶ StateTable (typed, in memory; undo log for the step)
+//!   checkpoint:  StateTable ──changed entries, encoded──▶ Store::checkpoint ──▶ RocksDB
+//!   miss:        StateTable ◀──get_many, decoded── StepContext ◀── store (last checkpoint)
+//! ```
+//!
+//! - **Misses.** A table knows whether it holds every key that has state
+//!   (`complete`): true for an operator whose state began empty and has evicted
+//!   nothing, so a key never seen costs no RocksDB read. Otherwise a missing key is read
+//!   through the step's context (the last checkpoint, overlaid with the step's own
+//!   writes) and decoded once.
+//! - **Steps.** Every change a step makes is recorded with what it replaced, under a
+//!   mark from the step's context: a step that fails, or a savepoint taken back, undoes
+//!   its changes (`StepContext` calls [`StepUndo`]), so a failed step leaves no trace
+//!   here either. A committed step forgets its undo log.
+//! - **Memory.** After a checkpoint every entry is clean; when the tables hold more
+//!   than the state budget, the engine evicts clean entries, which are read back on a
+//!   miss.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use segstream_state::{codec, KeyHash, StateWrite};
+use segstream_types::{Error, Result};
+
+use crate::context::StepContext;
+
+/// A value an operator keeps per key.
+pub trait TableValue: Clone + Send + 'static {
+    /// The bytes stored at a checkpoint (read back by the operator's decoder).
+    fn encode(&self) -> Result<Vec<u8>>;
+    /// Roughly what the value holds on the heap, for the state budget.
+    fn heap_bytes(&self) -> usize;
+}
+
+/// What a step's context asks of each table the step changed.
+pub trait StepUndo: Send + Sync {
+    /// Takes back every change made under a mark at or after `mark`.
+    fn rollback_to(&self, mark: u64);
+    /// The step is over: committed (`keep`) or abandoned (everything from the step's
+    /// first mark, `floor`, taken back).
+    fn end_step(&self, keep: bool, floor: u64);
+}
+
+/// What the engine asks of every table at a checkpoint and for the state budget.
+pub trait CheckpointedState: Send + Sync {
+    /// Every entry changed since the last checkpoint, encoded: `(family, key, value)`,
+    /// `None` for a deleted one. The entries stay changed until
+    /// [`CheckpointedState::checkpointed`].
+    fn changed_entries(&self, out: &mut Vec<StateWrite>) -> Result<()>;
+    /// The entries given by the last `changed_entries` are in RocksDB.
+    fn checkpointed(&self);
+    /// Bytes held in memory, and of them, changed since the last checkpoint.
+    fn bytes(&self) -> TableBytes;
+    /// Drops every entry that is in RocksDB as it is here; later misses read it back.
+    fn evict_clean(&self);
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableBytes {
+    pub resident: usize,
+    pub changed: usize,
+}
+
+/// What an entry costs beyond its key and value: the map slot, the key's vector and the
+/// allocator's rounding, roughly.
+const ENTRY_OVERHEAD: usize = 64;
+
+struct Entry<V> {
+    /// `None`: the key has no state (deleted, or known absent from the store).
+    value: Option<V>,
+    /// Changed since the last checkpoint.
+    changed: bool,
+    /// The mark under which the undo log last recorded what this entry replaced: a
+    /// change after it, and after the current step's (or savepoint's) first mark, needs
+    /// no second record, since taking the step back restores the first one.
+    recorded: u64,
+}
+
+impl<V: TableValue> Entry<V> {
+    fn bytes(&self, key: &[u8]) -> usize {
+        key.len()
+            + ENTRY_OVERHEAD
+            + self.value.as_ref().map_or(0, |v| std::mem::size_of::<V>() + v.heap_bytes())
+    }
+}
+
+struct Inner<V> {
+    entries: HashMap<Vec<u8>, Entry<V>, KeyHash>,
+    /// Whether `entries` holds every key that has state: `None` until a step first
+    /// needs to know (it depends on what the store holds under the table's prefix).
+    complete: Option<bool>,
+    /// The current step's changes: its mark, the key, and the entry it replaced (`None`:
+    /// the key was not held).
+    undo: Vec<(u64, Vec<u8>, Option<Entry<V>>)>,
+    /// Registered with the current step's context.
+    in_step: bool,
+    resident: usize,
+    changed: usize,
+}
+
+impl<V: TableValue> Inner<V> {
+    fn replace(&mut self, key: Vec<u8>, entry: Option<Entry<V>>) -> Option<Entry<V>> {
+        if let Some(e) = &entry {
+            self.resident += e.bytes(&key);
+            self.changed += usize::from(e.changed) * e.bytes(&key);
+        }
+        let old = match entry {
+            Some(e) => self.entries.insert(key.clone(), e),
+            None => self.entries.remove(&key),
+        };
+        if let Some(e) = &old {
+            self.resident -= e.bytes(&key);
+            self.changed -= usize::from(e.changed) * e.bytes(&key);
+        }
+        old
+    }
+}
+
+/// One operator's state by key. Keys are the full store keys (the operator's prefix
+/// included), so a checkpoint writes them as they are.
+pub struct StateTable<V> {
+    inner: Arc<Mutex<Inner<V>>>,
+    family: &'static str,
+    /// The store keys of this table start with it.
+    prefix: Vec<u8>,
+}
+
+struct Handle<V>(Arc<Mutex<Inner<V>>>);
+
+fn poisoned() -> Error {
+    Error::internal("an operator's state lock is poisoned")
+}
+
+impl<V: TableValue> StateTable<V> {
+    pub fn new(family: &'static str, prefix: Vec<u8>) -> Self {
+        let inner = Inner {
+            entries: HashMap::with_hasher(KeyHash::default()),
+            complete: None,
+            undo: Vec::new(),
+            in_step: false,
+            resident: 0,
+            changed: 0,
+        };
+        Self { inner: Arc::new(Mutex::new(inner)), family, prefix }
+    }
+
+    /// The table for one operator's part of a step: registers it with the step's
+    /// context (so the step can take its changes back) and holds it until dropped.
+    pub fn open(&self, cx: &mut StepContext) -> Result<TableStep<'_, V>> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        if !inner.in_step {
+            inner.in_step = true;
+            cx.touched(Arc::new(Handle(Arc::clone(&self.inner))));
+        }
+        Ok(TableStep { inner, family: self.family, prefix: &self.prefix })
+    }
+}
+
+/// A table opened for a step (see [`StateTable::open`]).
+pub struct TableStep<'t, V> {
+    inner: MutexGuard<'t, Inner<V>>,
+    family: &'static str,
+    prefix: &'t [u8],
+}
+
+impl<V: TableValue> TableStep<'_, V> {
+    /// Makes every key in `keys` resident: those the table may not hold are read from
+    /// the store through `cx` (one MultiGet) and decoded with `decode`.
+    pub fn load(
+        &mut self,
+        cx: &mut StepContext,
+        keys: &[&[u8]],
+        decode: impl Fn(&[u8]) -> Result<V>,
+    ) -> Result<()> {
+        if self.inner.complete.is_none() {
+            let complete = self.store_holds_nothing(cx)?;
+            self.inner.complete = Some(complete);
+        }
+        if self.inner.complete == Some(true) {
+            return Ok(());
+        }
+        let missing: Vec<Vec<u8>> =
+            keys.iter().filter(|k| !self.inner.entries.contains_key(**k)).map(|k| k.to_vec()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let stored = cx.get_many(self.family, &missing)?;
+        for (key, bytes) in missing.into_iter().zip(stored) {
+            let value = bytes.map(|b| decode(&b)).transpose()?;
+            // Recorded like a change: what was read may include the step's own writes,
+            // so a step taken back must not leave it behind.
+            let mark = cx.next_mark();
+            self.inner.replace(key.clone(), Some(Entry { value, changed: false, recorded: mark }));
+            self.inner.undo.push((mark, key, None));
+        }
+        Ok(())
+    }
+
+    /// Whether neither the store nor the step holds anything under the table's prefix.
+    fn store_holds_nothing(&self, cx: &StepContext) -> Result<bool> {
+        let written = cx
+            .written_from(self.family, self.prefix)
+            .take_while(|(k, _)| k.starts_with(self.prefix))
+            .any(|(_, v)| v.is_some());
+        if written {
+            return Ok(false);
+        }
+        let end = codec::prefix_end(self.prefix);
+        Ok(cx.store().scan_between(self.family, self.prefix, end.as_deref(), 1)?.is_empty())
+    }
+
+    /// The state of `key` (loaded first with [`TableStep::load`]).
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.inner.entries.get(key).and_then(|e| e.value.as_ref())
+    }
+
+    /// Sets (or with `None`, deletes) the state of `key`.
+    pub fn set(&mut self, cx: &mut StepContext, key: Vec<u8>, value: Option<V>) {
+        if let Some(entry) = self.inner.entries.get(&key) {
+            if entry.recorded >= cx.undo_floor() {
+                let recorded = entry.recorded;
+                self.inner.replace(key, Some(Entry { value, changed: true, recorded }));
+                return;
+            }
+        }
+        let mark = cx.next_mark();
+        let old = self.inner.replace(key.clone(), Some(Entry { value, changed: true, recorded: mark }));
+        self.inner.undo.push((mark, key, old));
+    }
+}
+
+impl<V: TableValue> StepUndo for Handle<V> {
+    fn rollback_to(&self, mark: u64) {
+        let Ok(mut inner) = self.0.lock() else { return };
+        while inner.undo.last().is_some_and(|(m, _, _)| *m >= mark) {
+            if let Some((_, key, old)) = inner.undo.pop() {
+                inner.replace(key, old);
+            }
+        }
+    }
+
+    fn end_step(&self, keep: bool, floor: u64) {
+        if !keep {
+            self.rollback_to(floor);
+        }
+        if let Ok(mut inner) = self.0.lock() {
+            inner.undo.clear();
+            inner.in_step = false;
+        }
+    }
+}
+
+impl<V: TableValue> CheckpointedState for StateTable<V> {
+    fn changed_entries(&self, out: &mut Vec<StateWrite>) -> Result<()> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        for (key, entry) in inner.entries.iter().filter(|(_, e)| e.changed) {
+            out.push((self.family, key.clone(), entry.value.as_ref().map(TableValue::encode).transpose()?));
+        }
+        Ok(())
+    }
+
+    fn checkpointed(&self) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        let inner = &mut *inner;
+        let mut freed = 0;
+        inner.entries.retain(|key, entry| {
+            entry.changed = false;
+            // A deleted key is absent from RocksDB now, as from a complete table.
+            let keep = entry.value.is_some();
+            if !keep {
+                freed += entry.bytes(key);
+            }
+            keep
+        });
+        inner.resident -= freed;
+        inner.changed = 0;
+    }
+
+    fn bytes(&self) -> TableBytes {
+        self.inner
+            .lock()
+            .map(|inner| TableBytes { resident: inner.resident, changed: inner.changed })
+            .unwrap_or_default()
+    }
+
+    fn evict_clean(&self) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        let inner = &mut *inner;
+        let before = inner.entries.len();
+        let mut freed = 0;
+        inner.entries.retain(|key, entry| {
+            if !entry.changed {
+                freed += entry.bytes(key);
+            }
+            entry.changed
+        });
+        inner.resident -= freed;
+        if inner.entries.len() < before {
+            inner.complete = Some(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use segstream_state::{Store, CF_STATE};
+    use segstream_types::Timestamp;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Count(i64);
+
+    impl TableValue for Count {
+        fn encode(&self) -> Result<Vec<u8>> {
+            Ok(self.0.to_be_bytes().to_vec())
+        }
+        fn heap_bytes(&self) -> usize {
+            0
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Count> {
+        Ok(Count(i64::from_be_bytes(bytes.try_into().map_err(|_| Error::storage("bad count"))?)))
+    }
+
+    fn add(table: &StateTable<Count>, cx: &mut StepContext, key: &[u8], n: i64) {
+        let mut t = table.open(cx).unwrap();
+        t.load(cx, &[key], decode).unwrap();
+        let now = t.get(key).map_or(0, |c| c.0) + n;
+        t.set(cx, key.to_vec(), (now != 0).then_some(Count(now)));
+    }
+
+    fn value(table: &StateTable<Count>, store: &Store, key: &[u8]) -> Option<i64> {
+        let mut cx = StepContext::new(store, Timestamp(0));
+        let mut t = table.open(&mut cx).unwrap();
+        t.load(&mut cx, &[key], decode).unwrap();
+        let v = t.get(key).map(|c| c.0);
+        drop(t);
+        cx.end(true);
+        v
+    }
+
+    /// A failed step and a savepoint taken back leave nothing; a committed step's
+    /// changes reach RocksDB at a checkpoint, and are read back after eviction.
+    #[test]
+    fn steps_undo_checkpoints_write_and_evicted_entries_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.hold_writes_in_memory();
+        let table = StateTable::<Count>::new(CF_STATE, vec![9]);
+
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, b"\x09a", 2);
+        cx.savepoint();
+        add(&table, &mut cx, b"\x09a", 5);
+        add(&table, &mut cx, b"\x09b", 1);
+        cx.rollback();
+        add(&table, &mut cx, b"\x09c", 3);
+        drop(cx); // never committed
+        assert_eq!(value(&table, &store, b"\x09a"), None);
+        assert_eq!(table.bytes().changed, 0);
+
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, b"\x09a", 2);
+        cx.savepoint();
+        add(&table, &mut cx, b"\x09a", 5);
+        cx.rollback();
+        add(&table, &mut cx, b"\x09b", 1);
+        cx.end(true);
+        assert_eq!(value(&table, &store, b"\x09a"), Some(2));
+
+        let mut changed = Vec::new();
+        table.changed_entries(&mut changed).unwrap();
+        changed.sort();
+        assert_eq!(changed.len(), 2);
+        store.checkpoint(&[], &changed).unwrap();
+        table.checkpointed();
+        assert_eq!(table.bytes().changed, 0);
+        table.evict_clean();
+        assert_eq!(table.bytes().resident, 0);
+        assert_eq!(value(&table, &store, b"\x09a"), Some(2), "read back from RocksDB");
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, b"\x09b", -1);
+        cx.end(true);
+        let mut changed = Vec::new();
+        table.changed_entries(&mut changed).unwrap();
+        assert_eq!(changed, vec![(CF_STATE, b"\x09b".to_vec(), None)]);
+        store.checkpoint(&[], &changed).unwrap();
+        table.checkpointed();
+        table.evict_clean();
+        assert_eq!(value(&table, &store, b"\x09b"), None);
+
+        // A new table over a prefix the store holds nothing under reads nothing.
+        let fresh = StateTable::<Count>::new(CF_STATE, vec![7]);
+        assert_eq!(value(&fresh, &store, b"\x07a"), None);
+        assert_eq!(fresh.inner.lock().unwrap().complete, Some(true));
+        assert_eq!(table.inner.lock().unwrap().complete, Some(false));
+    }
+}
