@@ -236,8 +236,12 @@ impl Engine {
         drop(operator_state);
         let tables = || self.dataflows.values().flat_map(|df| df.state_tables());
         tables().for_each(|t| t.checkpointed());
-        let resident: usize = tables().map(|t| t.bytes().resident).sum();
-        if resident > self.checkpoint_policy.resident_bytes {
+        // Past the state budget: first what no step used since the last checkpoint, then,
+        // if that is not enough, everything the checkpoint just wrote.
+        let resident = || tables().map(|t| t.bytes().resident).sum::<usize>();
+        let over = resident() > self.checkpoint_policy.resident_bytes;
+        tables().for_each(|t| t.age(over));
+        if over && resident() > self.checkpoint_policy.resident_bytes {
             tables().for_each(|t| t.evict_clean());
         }
         fault(FaultPoint::AfterCheckpointWrite)?;

@@ -62,7 +62,11 @@ pub trait CheckpointedState: Send + Sync {
     fn checkpointed(&self);
     /// Bytes held in memory, and of them, changed since the last checkpoint.
     fn bytes(&self) -> TableBytes;
-    /// Drops every entry that is in RocksDB as it is here; later misses read it back.
+    /// Starts a new period of use: with `evict`, first drops every entry that is in
+    /// RocksDB as it is here and was not used in the period that ends (read back on a
+    /// miss, if ever needed again).
+    fn age(&self, evict: bool);
+    /// Drops every entry that is in RocksDB as it is here, used or not.
     fn evict_clean(&self);
 }
 
@@ -85,6 +89,8 @@ struct Entry<V> {
     /// change after it, and after the current step's (or savepoint's) first mark, needs
     /// no second record, since taking the step back restores the first one.
     recorded: u64,
+    /// Read or changed since the table last aged (about one checkpoint interval).
+    used: bool,
 }
 
 impl<V: TableValue> Entry<V> {
@@ -201,7 +207,8 @@ impl<V: TableValue> TableStep<'_, V> {
             // Recorded like a change: what was read may include the step's own writes,
             // so a step taken back must not leave it behind.
             let mark = cx.next_mark();
-            self.inner.replace(key.clone(), Some(Entry { value, changed: false, recorded: mark }));
+            self.inner
+                .replace(key.clone(), Some(Entry { value, changed: false, recorded: mark, used: true }));
             self.inner.undo.push((mark, key, None));
         }
         Ok(())
@@ -221,8 +228,10 @@ impl<V: TableValue> TableStep<'_, V> {
     }
 
     /// The state of `key` (loaded first with [`TableStep::load`]).
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        self.inner.entries.get(key).and_then(|e| e.value.as_ref())
+    pub fn get(&mut self, key: &[u8]) -> Option<&V> {
+        let entry = self.inner.entries.get_mut(key)?;
+        entry.used = true;
+        entry.value.as_ref()
     }
 
     /// Sets (or with `None`, deletes) the state of `key`.
@@ -230,12 +239,13 @@ impl<V: TableValue> TableStep<'_, V> {
         if let Some(entry) = self.inner.entries.get(&key) {
             if entry.recorded >= cx.undo_floor() {
                 let recorded = entry.recorded;
-                self.inner.replace(key, Some(Entry { value, changed: true, recorded }));
+                self.inner.replace(key, Some(Entry { value, changed: true, recorded, used: true }));
                 return;
             }
         }
         let mark = cx.next_mark();
-        let old = self.inner.replace(key.clone(), Some(Entry { value, changed: true, recorded: mark }));
+        let old =
+            self.inner.replace(key.clone(), Some(Entry { value, changed: true, recorded: mark, used: true }));
         self.inner.undo.push((mark, key, old));
     }
 }
@@ -292,6 +302,25 @@ impl<V: TableValue> CheckpointedState for StateTable<V> {
             .lock()
             .map(|inner| TableBytes { resident: inner.resident, changed: inner.changed })
             .unwrap_or_default()
+    }
+
+    fn age(&self, evict: bool) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        let inner = &mut *inner;
+        let before = inner.entries.len();
+        let mut freed = 0;
+        inner.entries.retain(|key, entry| {
+            let keep = !evict || entry.changed || entry.used;
+            entry.used = false;
+            if !keep {
+                freed += entry.bytes(key);
+            }
+            keep
+        });
+        inner.resident -= freed;
+        if inner.entries.len() < before {
+            inner.complete = Some(false);
+        }
     }
 
     fn evict_clean(&self) {
@@ -400,6 +429,23 @@ mod tests {
         table.checkpointed();
         table.evict_clean();
         assert_eq!(value(&table, &store, b"\x09b"), None);
+
+        // Aging evicts only what went unused since the last time.
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, b"\x09d", 1);
+        add(&table, &mut cx, b"\x09e", 1);
+        cx.end(true);
+        let mut changed = Vec::new();
+        table.changed_entries(&mut changed).unwrap();
+        store.checkpoint(&[], &changed).unwrap();
+        table.checkpointed();
+        table.age(true);
+        assert_eq!(table.inner.lock().unwrap().entries.len(), 2, "d and e were used");
+        assert_eq!(value(&table, &store, b"\x09d"), Some(1));
+        table.age(true);
+        let held: Vec<Vec<u8>> = table.inner.lock().unwrap().entries.keys().cloned().collect();
+        assert_eq!(held, vec![b"\x09d".to_vec()], "only d was used since");
+        assert_eq!(value(&table, &store, b"\x09e"), Some(1), "read back");
 
         // A new table over a prefix the store holds nothing under reads nothing.
         let fresh = StateTable::<Count>::new(CF_STATE, vec![7]);
