@@ -41,6 +41,9 @@ pub struct StepContext<'s> {
     tables: Vec<Arc<dyn StepUndo>>,
     /// The first typed-table mark of this step (see [`next_mark`]).
     first_mark: u64,
+    /// Keys the step first wrote after finding them absent from the store
+    /// ([`StepContext::put_absent`]), in order.
+    absent: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Marks of changes to typed state tables, increasing across all steps: a mark from an
@@ -56,6 +59,8 @@ fn next_mark() -> u64 {
 struct Undo {
     replaced: Vec<Replaced>,
     appends: usize,
+    /// How many keys were known absent before it.
+    absent: usize,
     /// The first typed-table mark after the savepoint.
     mark: u64,
 }
@@ -75,6 +80,7 @@ impl<'s> StepContext<'s> {
             undo: None,
             tables: Vec::new(),
             first_mark: next_mark(),
+            absent: Vec::new(),
         }
     }
 
@@ -145,7 +151,12 @@ impl<'s> StepContext<'s> {
     /// Opens a savepoint: the writes from here on can be taken back with
     /// [`StepContext::rollback`], or kept with [`StepContext::release`].
     pub fn savepoint(&mut self) {
-        self.undo = Some(Undo { replaced: Vec::new(), appends: self.appends.len(), mark: next_mark() });
+        self.undo = Some(Undo {
+            replaced: Vec::new(),
+            appends: self.appends.len(),
+            absent: self.absent.len(),
+            mark: next_mark(),
+        });
     }
 
     /// Keeps the writes since the savepoint.
@@ -164,6 +175,7 @@ impl<'s> StepContext<'s> {
             };
         }
         self.appends.truncate(undo.appends);
+        self.absent.truncate(undo.absent);
         for table in &self.tables {
             table.rollback_to(undo.mark);
         }
@@ -245,6 +257,16 @@ impl<'s> StepContext<'s> {
         self.write(family, key, Some(value));
     }
 
+    /// Puts a key the step just read as absent (from its own writes and the store): the
+    /// store learns that RocksDB does not hold it, so deleting it again before the next
+    /// checkpoint costs the checkpoint nothing (`dirty.rs`).
+    pub fn put_absent(&mut self, family: &'static str, key: Vec<u8>, value: Vec<u8>) {
+        if self.written(family, &key).is_none() {
+            self.absent.push((family, key.clone()));
+        }
+        self.put(family, key, value);
+    }
+
     /// Puts a key that is new and that nothing reads back during this step (see
     /// `appends`); it is written with the step's other writes.
     pub fn append(&mut self, family: &'static str, key: Vec<u8>, value: Vec<u8>) {
@@ -277,6 +299,9 @@ impl<'s> StepContext<'s> {
     /// Moves every write into `batch`. The typed state tables keep the step's changes
     /// until [`StepContext::end`].
     pub fn write_to(&mut self, batch: &mut StoreBatch<'_>) -> Result<()> {
+        for (family, key) in std::mem::take(&mut self.absent) {
+            batch.absent(family, key)?;
+        }
         for (family, writes) in std::mem::take(&mut self.writes) {
             batch.write_family(family, writes.into_iter())?;
         }

@@ -114,6 +114,7 @@ impl MembershipSink {
         let stored = cx.get_many(CF_MEMBERS, &keys.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>())?;
         let mut changes = Vec::new();
         for ((key, mut rows), stored) in keys.into_iter().zip(stored) {
+            let absent = stored.is_none();
             let old = stored.map(|b| self.decode(&b)).transpose()?;
             if let Some(old) = &old {
                 match rows.iter_mut().find(|(r, _)| *r == old.row) {
@@ -140,11 +141,17 @@ impl MembershipSink {
             };
             changes.extend(change);
             match (weight, row.or_else(|| old.map(|m| m.row))) {
+                // Absent from the store and from the step: nothing to delete.
+                (0, _) | (_, None) if absent => {}
                 (0, _) | (_, None) => cx.delete(CF_MEMBERS, key),
                 (weight, Some(row)) => {
                     let mut w = ByteWriter::default();
                     w.i64(weight).bytes(&encode_row(&row)?);
-                    cx.put(CF_MEMBERS, key, w.0);
+                    if absent {
+                        cx.put_absent(CF_MEMBERS, key, w.0);
+                    } else {
+                        cx.put(CF_MEMBERS, key, w.0);
+                    }
                 }
             }
         }

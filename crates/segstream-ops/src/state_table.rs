@@ -91,6 +91,9 @@ struct Entry<V> {
     recorded: u64,
     /// Read or changed since the table last aged (about one checkpoint interval).
     used: bool,
+    /// RocksDB may hold the key (it did at the last checkpoint): deleting it must reach
+    /// RocksDB. A key created and deleted between two checkpoints never does.
+    stored: bool,
 }
 
 impl<V: TableValue> Entry<V> {
@@ -207,8 +210,11 @@ impl<V: TableValue> TableStep<'_, V> {
             // Recorded like a change: what was read may include the step's own writes,
             // so a step taken back must not leave it behind.
             let mark = cx.next_mark();
-            self.inner
-                .replace(key.clone(), Some(Entry { value, changed: false, recorded: mark, used: true }));
+            // Read as absent, the key may still be in RocksDB under a deletion the step
+            // or the held writes made: that deletion reaches RocksDB by itself.
+            let stored = value.is_some();
+            let entry = Entry { value, changed: false, recorded: mark, used: true, stored };
+            self.inner.replace(key.clone(), Some(entry));
             self.inner.undo.push((mark, key, None));
         }
         Ok(())
@@ -236,16 +242,20 @@ impl<V: TableValue> TableStep<'_, V> {
 
     /// Sets (or with `None`, deletes) the state of `key`.
     pub fn set(&mut self, cx: &mut StepContext, key: Vec<u8>, value: Option<V>) {
+        // A key the table does not hold is in RocksDB only if the table is incomplete,
+        // and then `load` made it held.
+        let stored = self.inner.entries.get(&key).is_some_and(|e| e.stored);
         if let Some(entry) = self.inner.entries.get(&key) {
             if entry.recorded >= cx.undo_floor() {
                 let recorded = entry.recorded;
-                self.inner.replace(key, Some(Entry { value, changed: true, recorded, used: true }));
+                let entry = Entry { value, changed: true, recorded, used: true, stored };
+                self.inner.replace(key, Some(entry));
                 return;
             }
         }
         let mark = cx.next_mark();
-        let old =
-            self.inner.replace(key.clone(), Some(Entry { value, changed: true, recorded: mark, used: true }));
+        let entry = Entry { value, changed: true, recorded: mark, used: true, stored };
+        let old = self.inner.replace(key.clone(), Some(entry));
         self.inner.undo.push((mark, key, old));
     }
 }
@@ -274,7 +284,8 @@ impl<V: TableValue> StepUndo for Handle<V> {
 impl<V: TableValue> CheckpointedState for StateTable<V> {
     fn changed_entries(&self, out: &mut Vec<StateWrite>) -> Result<()> {
         let inner = self.inner.lock().map_err(|_| poisoned())?;
-        for (key, entry) in inner.entries.iter().filter(|(_, e)| e.changed) {
+        for (key, entry) in inner.entries.iter().filter(|(_, e)| e.changed && (e.stored || e.value.is_some()))
+        {
             out.push((self.family, key.clone(), entry.value.as_ref().map(TableValue::encode).transpose()?));
         }
         Ok(())
@@ -286,6 +297,7 @@ impl<V: TableValue> CheckpointedState for StateTable<V> {
         let mut freed = 0;
         inner.entries.retain(|key, entry| {
             entry.changed = false;
+            entry.stored = entry.value.is_some();
             // A deleted key is absent from RocksDB now, as from a complete table.
             let keep = entry.value.is_some();
             if !keep {
@@ -429,6 +441,18 @@ mod tests {
         table.checkpointed();
         table.evict_clean();
         assert_eq!(value(&table, &store, b"\x09b"), None);
+
+        // A key created and deleted between two checkpoints never reaches RocksDB.
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, b"\x09f", 1);
+        cx.end(true);
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, b"\x09f", -1);
+        cx.end(true);
+        let mut changed = Vec::new();
+        table.changed_entries(&mut changed).unwrap();
+        assert!(changed.is_empty(), "{changed:?}");
+        table.checkpointed();
 
         // Aging evicts only what went unused since the last time.
         let mut cx = StepContext::new(&store, Timestamp(0));

@@ -168,6 +168,7 @@ impl TemporalFilter {
         }
         let keys: Vec<Vec<u8>> = timers.iter().map(|(k, _)| k.clone()).collect();
         for ((key, weight), current) in timers.into_iter().zip(cx.get_many(CF_TIMERS, &keys)?) {
+            let absent = current.is_none();
             let current = match current {
                 Some(v) => ByteReader::new(&v).i64()?,
                 None => 0,
@@ -180,7 +181,11 @@ impl TemporalFilter {
             } else {
                 let mut value = ByteWriter::default();
                 value.i64(total);
-                cx.put(CF_TIMERS, key, value.0);
+                if absent {
+                    cx.put_absent(CF_TIMERS, key, value.0);
+                } else {
+                    cx.put(CF_TIMERS, key, value.0);
+                }
             }
         }
         input.filter(&keep.into())

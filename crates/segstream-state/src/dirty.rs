@@ -16,8 +16,13 @@
 //! step reads and writes them once or more per row, and a hash look-up costs a fraction
 //! of a tree walk over a million keys. A scan of a hashed family (rare: a DDL step, a
 //! member listing) sorts what falls in its range.
+//!
+//! A key written first by a step that found it absent everywhere ([`DirtyState::absent`])
+//! is not in RocksDB: deleting it again before the checkpoint just forgets it, so a timer
+//! set and fired, or a member that entered and left, between two checkpoints never
+//! reaches RocksDB, not even as a deletion.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 
 use segstream_types::Result;
@@ -58,6 +63,13 @@ impl Entries {
         match self {
             Self::Ordered(map) => map.get(key),
             Self::Hashed(map) => map.get(key),
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Value> {
+        match self {
+            Self::Ordered(map) => map.remove(key),
+            Self::Hashed(map) => map.remove(key),
         }
     }
 
@@ -114,6 +126,9 @@ pub(crate) struct DirtyState {
     /// Ranges deleted since the checkpoint, `[start, end)`, per family. An entry written
     /// after a range was deleted is in `families`, which is asked first.
     ranges: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Per family, keys RocksDB did not hold at the last checkpoint (see the module
+    /// documentation).
+    absent: Vec<HashSet<Vec<u8>, KeyHash>>,
     bytes: usize,
 }
 
@@ -127,6 +142,7 @@ impl DirtyState {
         Self {
             families: vec![Entries::Ordered(BTreeMap::new()); families],
             ranges: vec![Vec::new(); families],
+            absent: (0..families).map(|_| HashSet::with_hasher(KeyHash::default())).collect(),
             bytes: 0,
         }
     }
@@ -153,8 +169,24 @@ impl DirtyState {
         self.ranges[family].iter().any(|(start, end)| key >= start.as_slice() && key < end.as_slice())
     }
 
+    /// Records that RocksDB does not hold `key` (a step found it absent from RocksDB and
+    /// from this layer, and writes it): known only while this layer has no entry for it.
+    pub(crate) fn absent(&mut self, family: usize, key: Vec<u8>) {
+        if self.families[family].get(&key).is_none() {
+            self.absent[family].insert(key);
+        }
+    }
+
     /// Records a write (`None`: a deletion).
     pub(crate) fn write(&mut self, family: usize, key: Vec<u8>, value: Value) {
+        if value.is_none() && self.absent[family].contains(&key) {
+            // Not in RocksDB: no deletion to write, the entry just goes. A range deleted
+            // since, if the key is in one, is written by itself.
+            if let Some(previous) = self.families[family].remove(&key) {
+                self.bytes -= cost(&key, &previous);
+            }
+            return;
+        }
         let key_len = key.len();
         self.bytes += cost(&key, &value);
         if let Some(previous) = self.families[family].insert(key, value) {
@@ -257,6 +289,7 @@ impl DirtyState {
     pub(crate) fn clear(&mut self) {
         self.families.iter_mut().for_each(Entries::clear);
         self.ranges.iter_mut().for_each(Vec::clear);
+        self.absent.iter_mut().for_each(HashSet::clear);
         self.bytes = 0;
     }
 }
@@ -338,6 +371,46 @@ mod tests {
         dirty.delete_range(0, b"d", b"g");
         dirty.write(0, b"e".to_vec(), Some(b"again".to_vec()));
         assert_eq!(scan(&dirty, &stored, "", None, 10), ["a=s", "b=new", "bb=new", "e=again"]);
+    }
+
+    #[test]
+    fn a_key_absent_from_rocksdb_leaves_no_deletion_behind() {
+        for dirty in both() {
+            absent_keys(dirty);
+        }
+    }
+
+    fn absent_keys(mut dirty: DirtyState) {
+        let changed = |d: &DirtyState| -> Vec<(Vec<u8>, Value)> {
+            d.changes()
+                .filter(|c| c.family == 0)
+                .flat_map(|c| c.entries.map(|(k, v)| (k.clone(), v.clone())))
+                .collect()
+        };
+        // Put after being found absent, then deleted: nothing to write, and reads say absent.
+        dirty.absent(0, b"t".to_vec());
+        dirty.write(0, b"t".to_vec(), Some(b"1".to_vec()));
+        dirty.write(0, b"t".to_vec(), Some(b"2".to_vec()));
+        dirty.write(0, b"t".to_vec(), None);
+        assert_eq!(dirty.get(0, b"t"), Dirty::Clean);
+        assert!(changed(&dirty).is_empty());
+        // A key already changed here is not taken as absent from RocksDB (it may be a
+        // deletion of a stored key).
+        dirty.write(0, b"s".to_vec(), None);
+        dirty.absent(0, b"s".to_vec());
+        dirty.write(0, b"s".to_vec(), Some(b"1".to_vec()));
+        dirty.write(0, b"s".to_vec(), None);
+        assert_eq!(changed(&dirty), vec![(b"s".to_vec(), None)]);
+        // Inside a deleted range, the range still reads as deleted.
+        dirty.delete_range(0, b"r", b"rz");
+        dirty.absent(0, b"ra".to_vec());
+        dirty.write(0, b"ra".to_vec(), Some(b"1".to_vec()));
+        dirty.write(0, b"ra".to_vec(), None);
+        assert_eq!(dirty.get(0, b"ra"), Dirty::Deleted);
+        // A checkpoint forgets what was absent.
+        dirty.clear();
+        dirty.write(0, b"t".to_vec(), None);
+        assert_eq!(changed(&dirty), vec![(b"t".to_vec(), None)]);
     }
 
     #[test]

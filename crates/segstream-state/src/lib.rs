@@ -642,6 +642,7 @@ impl Store {
             let mut dirty = self.handle.dirty_mut()?;
             for op in ops {
                 match op {
+                    BatchOp::Absent(f, key) => dirty.absent(f, key),
                     BatchOp::Put(f, key, value) => dirty.write(f, key, Some(value)),
                     BatchOp::Delete(f, key) => dirty.write(f, key, None),
                     BatchOp::DeleteRange(f, start, end) => dirty.delete_range(f, &start, &end),
@@ -681,6 +682,7 @@ impl Store {
                                 cache.clear(Some(c));
                             }
                         }
+                        BatchOp::Absent(..) => {}
                     }
                 }
                 Ok(())
@@ -895,6 +897,9 @@ pub fn count_recorded_writes(batches: &[Vec<u8>]) -> Vec<FamilyWrites> {
 
 /// One write of a [`StoreBatch`]; a family is named by its position in [`FAMILIES`].
 enum BatchOp {
+    /// The key is absent from the store (held writes and RocksDB) as the step found it:
+    /// comes before the step's writes of the key.
+    Absent(usize, Vec<u8>),
     Put(usize, Vec<u8>, Vec<u8>),
     Delete(usize, Vec<u8>),
     /// Every key from the first (included) to the second (excluded).
@@ -932,6 +937,14 @@ impl StoreBatch<'_> {
         Ok(())
     }
 
+    /// Tells the store that `key` was absent (from the held writes and RocksDB) when the
+    /// step read it; given before the step's writes of it. Lets a deletion of a key that
+    /// never reached RocksDB stay out of the next checkpoint.
+    pub fn absent(&mut self, family_name: &str, key: Vec<u8>) -> Result<()> {
+        self.ops.push(BatchOp::Absent(family_index(family_name)?, key));
+        Ok(())
+    }
+
     /// Deletes every key from `start` (included) to `end` (excluded).
     pub fn delete_range(&mut self, family_name: &str, start: &[u8], end: &[u8]) -> Result<()> {
         self.ops.push(BatchOp::DeleteRange(family_index(family_name)?, start.to_vec(), end.to_vec()));
@@ -966,6 +979,7 @@ fn write_batch(db: &DB, ops: &[BatchOp]) -> Result<WriteBatch> {
     let mut batch = WriteBatch::default();
     for op in ops {
         match op {
+            BatchOp::Absent(..) => {}
             BatchOp::Put(f, key, value) => batch.put_cf(families[*f], key, value),
             BatchOp::Delete(f, key) => batch.delete_cf(families[*f], key),
             BatchOp::DeleteRange(f, start, end) => batch.delete_range_cf(families[*f], start, end),
