@@ -299,11 +299,23 @@ impl<'s> StepContext<'s> {
     /// Moves every write into `batch`. The typed state tables keep the step's changes
     /// until [`StepContext::end`].
     pub fn write_to(&mut self, batch: &mut StoreBatch<'_>) -> Result<()> {
-        for (family, key) in std::mem::take(&mut self.absent) {
-            batch.absent(family, key)?;
-        }
+        let mut absent = std::mem::take(&mut self.absent);
         for (family, writes) in std::mem::take(&mut self.writes) {
-            batch.write_family(family, writes.into_iter())?;
+            // The family's keys found absent, sorted like its writes, marked in one pass.
+            let mut found: Vec<Vec<u8>> =
+                absent.iter_mut().filter(|(f, _)| *f == family).map(|(_, k)| std::mem::take(k)).collect();
+            if found.is_empty() {
+                batch.write_family(family, writes.into_iter())?;
+                continue;
+            }
+            found.sort_unstable();
+            let mut found = found.into_iter().peekable();
+            let marked = writes.into_iter().map(|(key, value)| {
+                while found.next_if(|k| *k < key).is_some() {}
+                let absent = found.next_if(|k| *k == key).is_some();
+                (key, value, absent)
+            });
+            batch.write_family_marked(family, marked)?;
         }
         let mut appends = std::mem::take(&mut self.appends);
         // Appends come grouped by family (one relation per step); one call per family.

@@ -94,14 +94,12 @@ struct Entry<V> {
     /// RocksDB may hold the key (it did at the last checkpoint): deleting it must reach
     /// RocksDB. A key created and deleted between two checkpoints never does.
     stored: bool,
+    /// What the entry costs in memory, key included (see [`entry_bytes`]).
+    size: usize,
 }
 
-impl<V: TableValue> Entry<V> {
-    fn bytes(&self, key: &[u8]) -> usize {
-        key.len()
-            + ENTRY_OVERHEAD
-            + self.value.as_ref().map_or(0, |v| std::mem::size_of::<V>() + v.heap_bytes())
-    }
+fn entry_bytes<V: TableValue>(key: &[u8], value: &Option<V>) -> usize {
+    key.len() + ENTRY_OVERHEAD + value.as_ref().map_or(0, |v| std::mem::size_of::<V>() + v.heap_bytes())
 }
 
 struct Inner<V> {
@@ -121,16 +119,16 @@ struct Inner<V> {
 impl<V: TableValue> Inner<V> {
     fn replace(&mut self, key: Vec<u8>, entry: Option<Entry<V>>) -> Option<Entry<V>> {
         if let Some(e) = &entry {
-            self.resident += e.bytes(&key);
-            self.changed += usize::from(e.changed) * e.bytes(&key);
+            self.resident += e.size;
+            self.changed += usize::from(e.changed) * e.size;
         }
         let old = match entry {
-            Some(e) => self.entries.insert(key.clone(), e),
+            Some(e) => self.entries.insert(key, e),
             None => self.entries.remove(&key),
         };
         if let Some(e) = &old {
-            self.resident -= e.bytes(&key);
-            self.changed -= usize::from(e.changed) * e.bytes(&key);
+            self.resident -= e.size;
+            self.changed -= usize::from(e.changed) * e.size;
         }
         old
     }
@@ -213,7 +211,8 @@ impl<V: TableValue> TableStep<'_, V> {
             // Read as absent, the key may still be in RocksDB under a deletion the step
             // or the held writes made: that deletion reaches RocksDB by itself.
             let stored = value.is_some();
-            let entry = Entry { value, changed: false, recorded: mark, used: true, stored };
+            let size = entry_bytes(&key, &value);
+            let entry = Entry { value, changed: false, recorded: mark, used: true, stored, size };
             self.inner.replace(key.clone(), Some(entry));
             self.inner.undo.push((mark, key, None));
         }
@@ -242,21 +241,30 @@ impl<V: TableValue> TableStep<'_, V> {
 
     /// Sets (or with `None`, deletes) the state of `key`.
     pub fn set(&mut self, cx: &mut StepContext, key: Vec<u8>, value: Option<V>) {
-        // A key the table does not hold is in RocksDB only if the table is incomplete,
-        // and then `load` made it held.
-        let stored = self.inner.entries.get(&key).is_some_and(|e| e.stored);
-        if let Some(entry) = self.inner.entries.get(&key) {
-            if entry.recorded >= cx.undo_floor() {
-                let recorded = entry.recorded;
-                let entry = Entry { value, changed: true, recorded, used: true, stored };
-                self.inner.replace(key, Some(entry));
-                return;
+        let size = entry_bytes(&key, &value);
+        let floor = cx.undo_floor();
+        let inner = &mut *self.inner;
+        if let Some(entry) = inner.entries.get_mut(&key) {
+            // Changed in place. The undo log needs what it replaced only once per step
+            // (or savepoint): taking the step back restores the first record.
+            let recorded = if entry.recorded >= floor { entry.recorded } else { cx.next_mark() };
+            let new = Entry { value, changed: true, recorded, used: true, stored: entry.stored, size };
+            let old = std::mem::replace(entry, new);
+            inner.resident = inner.resident + size - old.size;
+            inner.changed = inner.changed + size - usize::from(old.changed) * old.size;
+            if old.recorded < floor {
+                inner.undo.push((recorded, key, Some(old)));
             }
+            return;
         }
+        // A key the table does not hold is not in RocksDB: the table is complete, or
+        // `load` made every key it may hold resident.
         let mark = cx.next_mark();
-        let entry = Entry { value, changed: true, recorded: mark, used: true, stored };
-        let old = self.inner.replace(key.clone(), Some(entry));
-        self.inner.undo.push((mark, key, old));
+        let entry = Entry { value, changed: true, recorded: mark, used: true, stored: false, size };
+        inner.resident += size;
+        inner.changed += size;
+        inner.entries.insert(key.clone(), entry);
+        inner.undo.push((mark, key, None));
     }
 }
 
@@ -295,13 +303,13 @@ impl<V: TableValue> CheckpointedState for StateTable<V> {
         let Ok(mut inner) = self.inner.lock() else { return };
         let inner = &mut *inner;
         let mut freed = 0;
-        inner.entries.retain(|key, entry| {
+        inner.entries.retain(|_, entry| {
             entry.changed = false;
             entry.stored = entry.value.is_some();
             // A deleted key is absent from RocksDB now, as from a complete table.
             let keep = entry.value.is_some();
             if !keep {
-                freed += entry.bytes(key);
+                freed += entry.size;
             }
             keep
         });
@@ -321,11 +329,11 @@ impl<V: TableValue> CheckpointedState for StateTable<V> {
         let inner = &mut *inner;
         let before = inner.entries.len();
         let mut freed = 0;
-        inner.entries.retain(|key, entry| {
+        inner.entries.retain(|_, entry| {
             let keep = !evict || entry.changed || entry.used;
             entry.used = false;
             if !keep {
-                freed += entry.bytes(key);
+                freed += entry.size;
             }
             keep
         });
@@ -340,9 +348,9 @@ impl<V: TableValue> CheckpointedState for StateTable<V> {
         let inner = &mut *inner;
         let before = inner.entries.len();
         let mut freed = 0;
-        inner.entries.retain(|key, entry| {
+        inner.entries.retain(|_, entry| {
             if !entry.changed {
-                freed += entry.bytes(key);
+                freed += entry.size;
             }
             entry.changed
         });

@@ -169,17 +169,14 @@ impl DirtyState {
         self.ranges[family].iter().any(|(start, end)| key >= start.as_slice() && key < end.as_slice())
     }
 
-    /// Records that RocksDB does not hold `key` (a step found it absent from RocksDB and
-    /// from this layer, and writes it): known only while this layer has no entry for it.
-    pub(crate) fn absent(&mut self, family: usize, key: Vec<u8>) {
-        if self.families[family].get(&key).is_none() {
-            self.absent[family].insert(key);
-        }
-    }
-
-    /// Records a write (`None`: a deletion).
-    pub(crate) fn write(&mut self, family: usize, key: Vec<u8>, value: Value) {
-        if value.is_none() && self.absent[family].contains(&key) {
+    /// Records a write (`None`: a deletion). `absent`: the step found the key absent
+    /// from this layer and RocksDB before writing it; if this layer has no entry for it
+    /// either, RocksDB does not hold it (an entry here, even a deletion, may stand for a
+    /// key RocksDB holds).
+    pub(crate) fn write(&mut self, family: usize, key: Vec<u8>, value: Value, absent: bool) {
+        if value.is_none()
+            && (self.absent[family].contains(&key) || absent && self.families[family].get(&key).is_none())
+        {
             // Not in RocksDB: no deletion to write, the entry just goes. A range deleted
             // since, if the key is in one, is written by itself.
             if let Some(previous) = self.families[family].remove(&key) {
@@ -189,8 +186,14 @@ impl DirtyState {
         }
         let key_len = key.len();
         self.bytes += cost(&key, &value);
-        if let Some(previous) = self.families[family].insert(key, value) {
-            self.bytes -= key_len + previous.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
+        let absent_key = absent.then(|| key.clone());
+        match self.families[family].insert(key, value) {
+            Some(previous) => self.bytes -= key_len + previous.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD,
+            None => {
+                if let Some(key) = absent_key {
+                    self.absent[family].insert(key);
+                }
+            }
         }
     }
 
@@ -334,8 +337,8 @@ mod tests {
 
     fn reads_see_writes_deletions_and_ranges(mut dirty: DirtyState) {
         assert_eq!(dirty.get(0, b"a"), Dirty::Clean);
-        dirty.write(0, b"a".to_vec(), Some(b"1".to_vec()));
-        dirty.write(0, b"b".to_vec(), None);
+        dirty.write(0, b"a".to_vec(), Some(b"1".to_vec()), false);
+        dirty.write(0, b"b".to_vec(), None, false);
         assert_eq!(dirty.get(0, b"a"), Dirty::Value(b"1"));
         assert_eq!(dirty.get(0, b"b"), Dirty::Deleted);
         // A range deleted, then a key in it written again: the write wins.
@@ -343,7 +346,7 @@ mod tests {
         assert_eq!(dirty.get(0, b"a"), Dirty::Deleted);
         assert_eq!(dirty.get(0, b"bz"), Dirty::Deleted);
         assert_eq!(dirty.get(0, b"c"), Dirty::Clean);
-        dirty.write(0, b"b".to_vec(), Some(b"2".to_vec()));
+        dirty.write(0, b"b".to_vec(), Some(b"2".to_vec()), false);
         assert_eq!(dirty.get(0, b"b"), Dirty::Value(b"2"));
         assert!(dirty.bytes() > 0);
         dirty.clear();
@@ -360,16 +363,16 @@ mod tests {
     fn scans_merge_changes(mut dirty: DirtyState) {
         let stored = [("a", "s"), ("b", "s"), ("c", "s"), ("d", "s"), ("f", "s")];
         assert_eq!(scan(&dirty, &stored, "b", Some("e"), 10), ["b=s", "c=s", "d=s"]);
-        dirty.write(0, b"b".to_vec(), Some(b"new".to_vec())); // replaces a stored key
-        dirty.write(0, b"bb".to_vec(), Some(b"new".to_vec())); // between stored keys
-        dirty.write(0, b"c".to_vec(), None); // deletes a stored key
-        dirty.write(0, b"e".to_vec(), Some(b"new".to_vec())); // at the excluded end
+        dirty.write(0, b"b".to_vec(), Some(b"new".to_vec()), false); // replaces a stored key
+        dirty.write(0, b"bb".to_vec(), Some(b"new".to_vec()), false); // between stored keys
+        dirty.write(0, b"c".to_vec(), None, false); // deletes a stored key
+        dirty.write(0, b"e".to_vec(), Some(b"new".to_vec()), false); // at the excluded end
         assert_eq!(scan(&dirty, &stored, "b", Some("e"), 10), ["b=new", "bb=new", "d=s"]);
         assert_eq!(scan(&dirty, &stored, "", None, 10), ["a=s", "b=new", "bb=new", "d=s", "e=new", "f=s"]);
         // The limit counts what the reader gets, not what was skipped.
         assert_eq!(scan(&dirty, &stored, "b", None, 3), ["b=new", "bb=new", "d=s"]);
         dirty.delete_range(0, b"d", b"g");
-        dirty.write(0, b"e".to_vec(), Some(b"again".to_vec()));
+        dirty.write(0, b"e".to_vec(), Some(b"again".to_vec()), false);
         assert_eq!(scan(&dirty, &stored, "", None, 10), ["a=s", "b=new", "bb=new", "e=again"]);
     }
 
@@ -388,28 +391,28 @@ mod tests {
                 .collect()
         };
         // Put after being found absent, then deleted: nothing to write, and reads say absent.
-        dirty.absent(0, b"t".to_vec());
-        dirty.write(0, b"t".to_vec(), Some(b"1".to_vec()));
-        dirty.write(0, b"t".to_vec(), Some(b"2".to_vec()));
-        dirty.write(0, b"t".to_vec(), None);
+        dirty.write(0, b"t".to_vec(), Some(b"1".to_vec()), true);
+        dirty.write(0, b"t".to_vec(), Some(b"2".to_vec()), false);
+        dirty.write(0, b"t".to_vec(), None, false);
         assert_eq!(dirty.get(0, b"t"), Dirty::Clean);
         assert!(changed(&dirty).is_empty());
         // A key already changed here is not taken as absent from RocksDB (it may be a
         // deletion of a stored key).
-        dirty.write(0, b"s".to_vec(), None);
-        dirty.absent(0, b"s".to_vec());
-        dirty.write(0, b"s".to_vec(), Some(b"1".to_vec()));
-        dirty.write(0, b"s".to_vec(), None);
+        dirty.write(0, b"s".to_vec(), None, false);
+        dirty.write(0, b"s".to_vec(), Some(b"1".to_vec()), true);
+        dirty.write(0, b"s".to_vec(), None, false);
         assert_eq!(changed(&dirty), vec![(b"s".to_vec(), None)]);
         // Inside a deleted range, the range still reads as deleted.
         dirty.delete_range(0, b"r", b"rz");
-        dirty.absent(0, b"ra".to_vec());
-        dirty.write(0, b"ra".to_vec(), Some(b"1".to_vec()));
-        dirty.write(0, b"ra".to_vec(), None);
+        dirty.write(0, b"ra".to_vec(), Some(b"1".to_vec()), true);
+        dirty.write(0, b"ra".to_vec(), None, false);
         assert_eq!(dirty.get(0, b"ra"), Dirty::Deleted);
+        // Found absent and deleted within one step: nothing at all.
+        dirty.write(0, b"u".to_vec(), None, true);
+        assert_eq!(dirty.get(0, b"u"), Dirty::Clean);
         // A checkpoint forgets what was absent.
         dirty.clear();
-        dirty.write(0, b"t".to_vec(), None);
+        dirty.write(0, b"t".to_vec(), None, false);
         assert_eq!(changed(&dirty), vec![(b"t".to_vec(), None)]);
     }
 
@@ -421,10 +424,10 @@ mod tests {
     }
 
     fn bytes_follow(mut dirty: DirtyState) {
-        dirty.write(1, b"key".to_vec(), Some(vec![0; 100]));
+        dirty.write(1, b"key".to_vec(), Some(vec![0; 100]), false);
         let one = dirty.bytes();
         assert_eq!(one, 3 + 100 + ENTRY_OVERHEAD);
-        dirty.write(1, b"key".to_vec(), Some(vec![0; 10]));
+        dirty.write(1, b"key".to_vec(), Some(vec![0; 10]), false);
         assert_eq!(dirty.bytes(), 3 + 10 + ENTRY_OVERHEAD);
         dirty.delete_range(1, b"k", b"l");
         assert_eq!(dirty.bytes(), 2 + ENTRY_OVERHEAD);

@@ -642,9 +642,10 @@ impl Store {
             let mut dirty = self.handle.dirty_mut()?;
             for op in ops {
                 match op {
-                    BatchOp::Absent(f, key) => dirty.absent(f, key),
-                    BatchOp::Put(f, key, value) => dirty.write(f, key, Some(value)),
-                    BatchOp::Delete(f, key) => dirty.write(f, key, None),
+                    BatchOp::Put(f, key, value) => dirty.write(f, key, Some(value), false),
+                    BatchOp::Delete(f, key) => dirty.write(f, key, None, false),
+                    BatchOp::PutAbsent(f, key, value) => dirty.write(f, key, Some(value), true),
+                    BatchOp::DeleteAbsent(f, key) => dirty.write(f, key, None, true),
                     BatchOp::DeleteRange(f, start, end) => dirty.delete_range(f, &start, &end),
                 }
             }
@@ -667,12 +668,12 @@ impl Store {
                 cache.begin_write();
                 for op in ops {
                     match op {
-                        BatchOp::Put(f, key, value) => {
+                        BatchOp::Put(f, key, value) | BatchOp::PutAbsent(f, key, value) => {
                             if let Some(c) = ReadCache::family_index(FAMILIES[f]) {
                                 cache.written(c, key, Some(value));
                             }
                         }
-                        BatchOp::Delete(f, key) => {
+                        BatchOp::Delete(f, key) | BatchOp::DeleteAbsent(f, key) => {
                             if let Some(c) = ReadCache::family_index(FAMILIES[f]) {
                                 cache.written(c, key, None);
                             }
@@ -682,7 +683,6 @@ impl Store {
                                 cache.clear(Some(c));
                             }
                         }
-                        BatchOp::Absent(..) => {}
                     }
                 }
                 Ok(())
@@ -897,10 +897,11 @@ pub fn count_recorded_writes(batches: &[Vec<u8>]) -> Vec<FamilyWrites> {
 
 /// One write of a [`StoreBatch`]; a family is named by its position in [`FAMILIES`].
 enum BatchOp {
-    /// The key is absent from the store (held writes and RocksDB) as the step found it:
-    /// comes before the step's writes of the key.
-    Absent(usize, Vec<u8>),
     Put(usize, Vec<u8>, Vec<u8>),
+    /// A put or deletion of a key the step found absent from the store (held writes and
+    /// RocksDB) before writing it: see [`StoreBatch::write_family`].
+    PutAbsent(usize, Vec<u8>, Vec<u8>),
+    DeleteAbsent(usize, Vec<u8>),
     Delete(usize, Vec<u8>),
     /// Every key from the first (included) to the second (excluded).
     DeleteRange(usize, Vec<u8>, Vec<u8>),
@@ -937,11 +938,21 @@ impl StoreBatch<'_> {
         Ok(())
     }
 
-    /// Tells the store that `key` was absent (from the held writes and RocksDB) when the
-    /// step read it; given before the step's writes of it. Lets a deletion of a key that
-    /// never reached RocksDB stay out of the next checkpoint.
-    pub fn absent(&mut self, family_name: &str, key: Vec<u8>) -> Result<()> {
-        self.ops.push(BatchOp::Absent(family_index(family_name)?, key));
+    /// [`StoreBatch::write_family`], each write marked with whether the step found its
+    /// key absent from the store (held writes and RocksDB) before writing it: a key
+    /// RocksDB does not hold needs no deletion at the next checkpoint (`dirty.rs`).
+    pub fn write_family_marked(
+        &mut self,
+        family_name: &str,
+        writes: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>, bool)>,
+    ) -> Result<()> {
+        let f = family_index(family_name)?;
+        self.ops.extend(writes.map(|(key, value, absent)| match (value, absent) {
+            (Some(value), false) => BatchOp::Put(f, key, value),
+            (Some(value), true) => BatchOp::PutAbsent(f, key, value),
+            (None, false) => BatchOp::Delete(f, key),
+            (None, true) => BatchOp::DeleteAbsent(f, key),
+        }));
         Ok(())
     }
 
@@ -979,8 +990,10 @@ fn write_batch(db: &DB, ops: &[BatchOp]) -> Result<WriteBatch> {
     let mut batch = WriteBatch::default();
     for op in ops {
         match op {
-            BatchOp::Absent(..) => {}
-            BatchOp::Put(f, key, value) => batch.put_cf(families[*f], key, value),
+            BatchOp::Put(f, key, value) | BatchOp::PutAbsent(f, key, value) => {
+                batch.put_cf(families[*f], key, value)
+            }
+            BatchOp::DeleteAbsent(f, key) => batch.delete_cf(families[*f], key),
             BatchOp::Delete(f, key) => batch.delete_cf(families[*f], key),
             BatchOp::DeleteRange(f, start, end) => batch.delete_range_cf(families[*f], start, end),
         }
