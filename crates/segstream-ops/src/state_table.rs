@@ -117,6 +117,24 @@ struct Inner<V> {
 }
 
 impl<V: TableValue> Inner<V> {
+    /// Keeps the entries `keep` says to (it may also update them); a table that dropped
+    /// any no longer holds every key with state.
+    fn evict_where(&mut self, mut keep: impl FnMut(&mut Entry<V>) -> bool) {
+        let before = self.entries.len();
+        let mut freed = 0;
+        self.entries.retain(|_, entry| {
+            let kept = keep(entry);
+            if !kept {
+                freed += entry.size;
+            }
+            kept
+        });
+        self.resident -= freed;
+        if self.entries.len() < before {
+            self.complete = Some(false);
+        }
+    }
+
     fn replace(&mut self, key: Vec<u8>, entry: Option<Entry<V>>) -> Option<Entry<V>> {
         if let Some(e) = &entry {
             self.resident += e.size;
@@ -325,38 +343,18 @@ impl<V: TableValue> CheckpointedState for StateTable<V> {
     }
 
     fn age(&self, evict: bool) {
-        let Ok(mut inner) = self.inner.lock() else { return };
-        let inner = &mut *inner;
-        let before = inner.entries.len();
-        let mut freed = 0;
-        inner.entries.retain(|_, entry| {
-            let keep = !evict || entry.changed || entry.used;
-            entry.used = false;
-            if !keep {
-                freed += entry.size;
-            }
-            keep
-        });
-        inner.resident -= freed;
-        if inner.entries.len() < before {
-            inner.complete = Some(false);
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.evict_where(|entry| {
+                let keep = !evict || entry.changed || entry.used;
+                entry.used = false;
+                keep
+            });
         }
     }
 
     fn evict_clean(&self) {
-        let Ok(mut inner) = self.inner.lock() else { return };
-        let inner = &mut *inner;
-        let before = inner.entries.len();
-        let mut freed = 0;
-        inner.entries.retain(|_, entry| {
-            if !entry.changed {
-                freed += entry.size;
-            }
-            entry.changed
-        });
-        inner.resident -= freed;
-        if inner.entries.len() < before {
-            inner.complete = Some(false);
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.evict_where(|entry| entry.changed);
         }
     }
 }
