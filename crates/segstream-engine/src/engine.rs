@@ -1,6 +1,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use segstream_ops::timer_queue::TimerQueue;
 use segstream_ops::SegmentDataflow;
 use segstream_sql::ast::{AdvanceTime, CreateSegment, Name, ObjectKind, StatementKind};
 use segstream_sql::planner::closest;
@@ -99,6 +101,8 @@ pub struct Engine {
     pub(crate) clock: Clock,
     /// The running operators of every maintained segment, by name.
     pub(crate) dataflows: BTreeMap<String, SegmentDataflow>,
+    /// Every running segment's timers, in memory in instant order (`timer_queue.rs`).
+    pub(crate) timers: Arc<TimerQueue>,
     pub(crate) backfill_batch: usize,
     /// Told how backfills progress.
     pub(crate) progress: Option<ProgressReport>,
@@ -153,6 +157,7 @@ impl Engine {
             next_id: 1,
             clock: Clock { mode: options.clock, manual: Timestamp(0) },
             dataflows: BTreeMap::new(),
+            timers: Arc::new(TimerQueue::new()),
             backfill_batch: options.backfill_batch,
             progress: None,
             segment_order_memo: std::sync::Mutex::new(None),

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use segstream_ops::membership::members;
-use segstream_ops::temporal_filter::{DueTimer, TimerScan};
+use segstream_ops::state_table::CheckpointedState;
+use segstream_ops::timer_queue::{DueTimer, TimerQueue};
 use segstream_ops::{ChangeKind, MemberChange, SegmentDataflow, StepContext, StepInput};
 use segstream_sql::ast::ObjectKind;
-use segstream_state::codec::{decode_instant, encode_instant, rows_to_batch};
-use segstream_state::{CF_CATALOG, CF_CHANGES, CF_MEMBERS, CF_META, CF_STATE, CF_TIMERS};
+use segstream_state::codec::rows_to_batch;
+use segstream_state::{CF_CATALOG, CF_CHANGES, CF_MEMBERS, CF_META, CF_STATE};
 use segstream_types::{DeltaBatch, Error, Result, Timestamp};
 
 use crate::change_log::{decode_change, key_text, log_key, ChangeLog, ChangeRecord};
@@ -132,7 +133,7 @@ impl Engine {
         }
         let segment_id = self.id_of(name)?;
         let schema_of = |r: &str| self.catalog.get(r).map(|rel| Arc::clone(&rel.schema));
-        SegmentDataflow::new(name, segment_id, log_id, plan, &schema_of)
+        SegmentDataflow::new(name, segment_id, log_id, plan, &schema_of, &self.timers)
     }
 
     /// Whether a segment's membership is kept incrementally (its plan has only
@@ -208,7 +209,7 @@ impl Engine {
             };
             let previous = match self.dataflows.get(name) {
                 Some(old) => {
-                    delete_operator_state(cx, old.segment_id)?;
+                    delete_operator_state(cx, &self.timers, old.segment_id)?;
                     members(cx, &old.output, log_id)?
                 }
                 None => Vec::new(),
@@ -262,7 +263,7 @@ impl Engine {
             // Opening, before the journal starts: no checkpoint will write the new
             // operators' typed state, so it goes to RocksDB with the step.
             let mut state = Vec::new();
-            for table in rebuilt.values().flat_map(|df| df.state_tables()) {
+            for table in self.rebuilt_state(&rebuilt) {
                 table.changed_entries(&mut state)?;
             }
             for (family, key, value) in state {
@@ -275,11 +276,19 @@ impl Engine {
         step.stamp_clock();
         self.commit_without_checkpoint(step)?;
         if !self.journaling {
-            rebuilt.values().flat_map(|df| df.state_tables()).for_each(|t| t.checkpointed());
+            self.rebuilt_state(&rebuilt).for_each(|t| t.checkpointed());
         }
         self.dataflows.extend(rebuilt);
         self.checkpoint_if_due();
         Ok(())
+    }
+
+    /// The typed state a rebuild changes: the rebuilt segments' tables and the timers.
+    fn rebuilt_state<'a>(
+        &'a self,
+        rebuilt: &'a BTreeMap<String, SegmentDataflow>,
+    ) -> impl Iterator<Item = &'a dyn CheckpointedState> {
+        rebuilt.values().flat_map(|df| df.state_tables()).chain(std::iter::once(self.timers.state()))
     }
 
     /// Everything a relation holds now, as insertions.
@@ -307,7 +316,7 @@ impl Engine {
     /// Removes everything kept for a dropped segment (the caller drops its dataflow
     /// once the writes are committed).
     pub(crate) fn stop_maintaining(&self, name: &str, segment_id: u64, cx: &mut StepContext) -> Result<()> {
-        delete_operator_state(cx, segment_id)?;
+        delete_operator_state(cx, &self.timers, segment_id)?;
         if let Some(log_id) = self.store.meta_u64(&log_key(name))? {
             for family in [CF_MEMBERS, CF_CHANGES] {
                 for (key, _) in cx.scan_prefix(family, &log_id.to_be_bytes())? {
@@ -363,16 +372,15 @@ impl Engine {
         // Timers are only ever set after the instant of the step that sets them, so the
         // next due one is after the last instant processed.
         let mut from = clock.nanos().saturating_add(1);
-        let mut timers = TimerScan::new(cx, from, target.nanos())?;
+        let timers = &self.timers;
         let mut stats = self.timer_pass_stats;
         loop {
-            let mut pass = gather_pass(&mut timers, cx, from, &in_passes)?;
+            let mut pass = gather_pass(timers, cx, from, target.nanos(), &in_passes)?;
             let Some(&(first, _)) = pass.instants.first() else { break };
             while let Some(early) = self.run_pass(&pass, clock, cx)? {
                 // A timer set inside the pass's span: run it again, ending before it.
                 cx.rollback();
                 let keep = pass.instants.partition_point(|(instant, _)| *instant < early);
-                timers.rewind(cx, pass.instants[keep].0)?;
                 pass.truncate(keep);
                 stats.retried += 1;
             }
@@ -409,8 +417,8 @@ impl Engine {
         for (_, due) in &pass.instants {
             for timer in due {
                 fired.entry(timer.segment).or_default().entry(timer.node).or_default().push(timer);
-                cx.delete(CF_TIMERS, timer.key.clone());
             }
+            self.timers.fire(cx, due)?;
         }
         let ran = self.propagate(HashMap::new(), &fired, cx, None);
         cx.set_key_instants(HashMap::new());
@@ -418,14 +426,8 @@ impl Engine {
         if !several {
             return Ok(None);
         }
-        let start = encode_instant(first.saturating_add(1));
-        let end = encode_instant(last.saturating_add(1));
-        let early = cx
-            .written_from(CF_TIMERS, &start)
-            .take_while(|(key, _)| *key < &end[..])
-            .find_map(|(key, value)| value.map(|_| key))
-            .map(decode_instant)
-            .transpose()?;
+        // Every timer of the span was fired: one there now was set by the pass.
+        let early = self.timers.first_held_between(first.saturating_add(1), last)?;
         if early.is_none() {
             cx.release();
         }
@@ -547,14 +549,15 @@ impl TimerPass {
 /// instant; an instant that does not fit is left to the next pass. A timer of a segment
 /// outside `in_passes` makes its instant a pass of its own.
 fn gather_pass(
-    timers: &mut TimerScan,
-    cx: &StepContext,
+    timers: &TimerQueue,
+    cx: &mut StepContext,
     from: i64,
+    through: i64,
     in_passes: &HashMap<u64, &SegmentDataflow>,
 ) -> Result<TimerPass> {
     let mut pass = TimerPass::default();
     let mut cursor = from;
-    while let Some(next) = timers.next_instant(cx, cursor)? {
+    while let Some(next) = timers.next_instant(cx, cursor, through)? {
         let due = timers.due(cx, next)?;
         let mut keys = Vec::with_capacity(due.len());
         let mut alone = false;
@@ -569,7 +572,6 @@ fn gather_pass(
         }
         let fits = pass.instants.is_empty() || (!alone && keys.iter().all(|k| !pass.keys.contains_key(k)));
         if !fits {
-            timers.rewind(cx, next)?;
             break;
         }
         pass.keys.extend(keys.into_iter().map(|k| (k, next)));
@@ -604,17 +606,11 @@ pub(crate) struct CatalogWrite {
     pub next_id: u64,
 }
 
-fn delete_operator_state(cx: &mut StepContext, segment_id: u64) -> Result<()> {
+fn delete_operator_state(cx: &mut StepContext, timers: &TimerQueue, segment_id: u64) -> Result<()> {
     for (key, _) in cx.scan_prefix(CF_STATE, &segment_id.to_be_bytes())? {
         cx.delete(CF_STATE, key);
     }
-    // Timers are keyed by instant first: find this segment's among all of them.
-    for (key, _) in cx.scan_prefix(CF_TIMERS, &[])? {
-        if key.get(8..16) == Some(&segment_id.to_be_bytes()[..]) {
-            cx.delete(CF_TIMERS, key);
-        }
-    }
-    Ok(())
+    timers.remove_segment(cx, segment_id)
 }
 
 /// A rebuilt segment's change per key: from the members it had to the members it has

@@ -20,6 +20,7 @@
 
 use std::time::{Duration, Instant};
 
+use segstream_ops::state_table::CheckpointedState;
 use segstream_sql::ast::Name;
 use segstream_sql::{parse_statement, Catalog};
 use segstream_state::codec::{decode_row, rows_to_batch};
@@ -226,15 +227,13 @@ impl Engine {
         // state (a checkpoint inside a clock advance's commit, before the engine's clock
         // has moved, must not put the old instant over the advance's).
         let mut operator_state = Vec::new();
-        for df in self.dataflows.values() {
-            for table in df.state_tables() {
-                table.changed_entries(&mut operator_state)?;
-            }
+        for table in self.state_tables() {
+            table.changed_entries(&mut operator_state)?;
         }
         let stats =
             self.store.checkpoint(&[(META_JOURNAL_POSITION.as_bytes(), &position_bytes)], &operator_state)?;
         drop(operator_state);
-        let tables = || self.dataflows.values().flat_map(|df| df.state_tables());
+        let tables = || self.state_tables();
         tables().for_each(|t| t.checkpointed());
         // Past the state budget: first what no step used since the last checkpoint, then,
         // if that is not enough, everything the checkpoint just wrote.
@@ -282,7 +281,12 @@ impl Engine {
 
     /// Bytes of the operators' typed state changed since the last checkpoint.
     fn operator_state_changed(&self) -> usize {
-        self.dataflows.values().flat_map(|df| df.state_tables()).map(|t| t.bytes().changed).sum()
+        self.state_tables().map(|t| t.bytes().changed).sum()
+    }
+
+    /// The operators' state held in memory: every segment's typed tables and the timers.
+    pub(crate) fn state_tables(&self) -> impl Iterator<Item = &dyn CheckpointedState> {
+        self.dataflows.values().flat_map(|df| df.state_tables()).chain(std::iter::once(self.timers.state()))
     }
 
     /// What checkpoints and recovery have done since the engine opened.
@@ -310,6 +314,7 @@ impl Engine {
         self.catalog = Catalog::new();
         self.ids.clear();
         self.dataflows.clear();
+        self.timers = std::sync::Arc::new(segstream_ops::timer_queue::TimerQueue::new());
         if let Ok(mut memo) = self.segment_order_memo.lock() {
             *memo = None;
         }

@@ -18,7 +18,8 @@ use crate::join::Join;
 use crate::membership::{MemberChange, MembershipSink};
 use crate::project::Project;
 use crate::state_table::CheckpointedState;
-use crate::temporal_filter::{DueTimer, TemporalFilter};
+use crate::temporal_filter::TemporalFilter;
+use crate::timer_queue::{DueTimer, TimerQueue};
 
 enum Node {
     Source { relation: String, columns: Vec<usize> },
@@ -64,13 +65,15 @@ pub struct SegmentDataflow {
 
 impl SegmentDataflow {
     /// `None` when the plan has an operator the engine does not maintain.
-    /// `relation_schema` gives each source's full schema.
+    /// `relation_schema` gives each source's full schema; `timers` is the engine's queue,
+    /// where the segment's temporal filters set their timers.
     pub fn new(
         name: &str,
         segment_id: u64,
         log_id: u64,
         plan: &IncrementalPlan,
         relation_schema: &dyn Fn(&str) -> Option<SchemaRef>,
+        timers: &Arc<TimerQueue>,
     ) -> Result<Option<Self>> {
         let mut nodes = Vec::with_capacity(plan.nodes.len());
         let mut reads = Vec::new();
@@ -130,6 +133,7 @@ impl SegmentDataflow {
                         segment_id,
                         id as u32,
                         key_column,
+                        Arc::clone(timers),
                     )?)
                 }
                 Operator::Aggregate { group_by, aggregates } => Node::Aggregate(Aggregate::new(

@@ -4,7 +4,7 @@
 //! ```text
 //!   relation deltas ─▶ Source ─▶ Filter/Project ─▶ TemporalFilter ─▶ Aggregate ─▶ Membership ─▶ changes
 //!                                                   │  timers ▲          state        members
-//!                                                   └─────────┘
+//!                                                   └─────────┘ TimerQueue: one per engine, in instant order
 //! ```
 
 pub mod aggregate;
@@ -17,6 +17,7 @@ pub mod membership;
 pub mod project;
 pub mod state_table;
 pub mod temporal_filter;
+pub mod timer_queue;
 
 pub use context::StepContext;
 pub use dataflow::{SegmentDataflow, StepInput};
