@@ -27,8 +27,13 @@ impl Server {
     /// Starts the server on the manual clock with the given extra arguments and waits
     /// for its `listening on` line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_clock(data_dir, "manual", extra)
+    }
+
+    /// Starts the server on `clock` (`manual` or `wall`).
+    pub fn start_with_clock(data_dir: &Path, clock: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_segstream"))
-            .args(["--clock", "manual", "--data-dir"])
+            .args(["--clock", clock, "--data-dir"])
             .arg(data_dir)
             .args(["serve", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
             .args(extra)
@@ -1171,4 +1176,52 @@ async fn list_members_page_sizes_and_tokens() {
     let bad = page(10, "zz".into()).await.expect_err("not a token");
     assert_eq!(bad.code(), Code::InvalidArgument, "{bad}");
     assert!(bad.message().contains("`page_token`"), "{bad}");
+}
+
+/// With the wall clock, a member leaves its window at the exact instant with no other
+/// call: the server wakes when the exit is due (it does not wait for an event or poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_wall_clock_a_time_driven_exit_arrives_with_no_other_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_clock(dir.path(), "wall", &[]);
+    let mut client = server.client().await;
+    let schema =
+        std::fs::read_to_string(repo_root().join("sql-examples/workload/schema.sql")).expect("schema");
+    execute(&mut client, &schema).await;
+    execute(
+        &mut client,
+        "CREATE SEGMENT just_bought AS SELECT DISTINCT user_id FROM events \
+         WHERE event_type = 'purchase' AND ts > NOW() - INTERVAL '2 seconds'",
+    )
+    .await;
+    let mut stream = client
+        .subscribe(pb::SubscribeRequest {
+            segments: vec!["just_bought".into()],
+            start: Some(pb::subscribe_request::Start::Now(pb::Now {})),
+            progress_interval_ms: 0,
+        })
+        .await
+        .expect("subscribes")
+        .into_inner();
+    let wall_nanos = || {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos()
+            as i64
+    };
+    // Bought half a second ago (to the microsecond): leaves 1.5 s from now.
+    let ts = (wall_nanos() - 500_000_000) / 1000 * 1000;
+    let text =
+        datafusion::arrow::temporal_conversions::timestamp_ns_to_datetime(ts).expect("a time").to_string();
+    let response = ingest(&mut client, "events", &[purchase("e1", "u1", &text)]).await;
+    assert_eq!(response.accepted, 1, "{response:?}");
+    let entered = next_change(&mut stream).await;
+    assert_eq!((kind(&entered), entered.key.as_str()), ("entered".to_string(), "u1"));
+    let exited = next_change(&mut stream).await;
+    let received = wall_nanos();
+    assert_eq!((kind(&exited), exited.key.as_str()), ("exited".to_string(), "u1"));
+    assert_eq!(exited.at_unix_nanos, ts + 2_000_000_000, "the exit is stamped with the window's end");
+    assert!(received >= exited.at_unix_nanos, "never before its instant");
+    println!(
+        "time-driven exit received {:.1} ms after its instant",
+        (received - exited.at_unix_nanos) as f64 / 1e6
+    );
 }

@@ -293,6 +293,16 @@ impl Engine {
         self.clock.mode
     }
 
+    /// The instant the next timer is due (the earliest after the clock), if any: when a
+    /// server on the wall clock next has time-driven changes to apply.
+    pub fn next_timer_due(&self) -> Result<Option<Timestamp>> {
+        let mut cx = segstream_ops::StepContext::new(&self.store, self.clock.now());
+        let from = self.clock.now().nanos().saturating_add(1);
+        let next = self.timers.next_instant(&mut cx, from, i64::MAX)?;
+        cx.end(true);
+        Ok(next.map(Timestamp))
+    }
+
     /// Parses and runs a script, statement by statement; stops at the first error.
     pub async fn execute(&mut self, sql: &str) -> Result<Vec<Output>> {
         let mut outputs = Vec::new();

@@ -43,8 +43,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
-    /// With the wall clock: how often the clock is caught up, so a time-driven change is
-    /// applied at most this long after its instant.
+    /// With the wall clock: the least time between two catch-ups of the clock (timers due
+    /// close together fire in one step), so a time-driven change is applied at most this
+    /// long after its instant. The clock is caught up when a timer comes due, not polled.
     pub timer_delay: Duration,
     /// Group commit (default): concurrent calls share one journal sync. Off: every step
     /// syncs on its own.
@@ -80,7 +81,7 @@ impl ServerConfig {
             token: None,
             tls: None,
             max_request_bytes: 16 * 1024 * 1024,
-            timer_delay: Duration::from_millis(100),
+            timer_delay: Duration::from_millis(5),
             group_commit: true,
             change_log_retention: ChangeLogRetention::default(),
             idempotency_window: Duration::from_secs(24 * 3600),
@@ -219,22 +220,43 @@ async fn apply_retention(
     }
 }
 
-/// Catches the wall clock up every `delay`, so members leave windows on time with no
-/// event arriving.
+/// With the wall clock, applies time-driven changes as they come due, so members leave
+/// windows on time with no event arriving. The ticker sleeps until the next timer is due,
+/// until a step sets an earlier one (`Shared::ticker_wake`), or for at most a second (an
+/// idle engine still checkpoints on time): an idle server wakes once a second, not once
+/// per `delay`. `delay` is the least time between two catch-ups, so timers due close
+/// together fire in one step; a change is applied at most that long after its instant,
+/// plus the step's own time.
 async fn tick_wall_clock(shared: Arc<Shared>, delay: Duration) {
-    let mut ticker = tokio::time::interval(delay.max(Duration::from_millis(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    const IDLE: Duration = Duration::from_secs(1);
     loop {
-        ticker.tick().await;
+        let started = tokio::time::Instant::now();
         let mut step = shared.step().await;
         if let Err(e) = step.catch_up_with_wall_clock() {
             eprintln!("segstream: applying time-driven changes failed (will retry): {e}");
         }
         // An idle engine still writes what it holds in memory to RocksDB on time.
         step.checkpoint_if_due();
+        let due = step.next_timer_due().unwrap_or_else(|e| {
+            eprintln!("segstream: finding the next time-driven change failed (will retry): {e}");
+            None
+        });
+        shared.ticker_sleeps_until(due);
         drop(step);
         if let Err(e) = shared.commit().await {
             eprintln!("segstream: syncing time-driven changes failed (will retry): {e}");
+        }
+        let until_due = due.map(|at| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            Duration::from_nanos(u64::try_from(at.nanos().saturating_sub(now)).unwrap_or(0))
+        });
+        let wake =
+            (started + delay).max(tokio::time::Instant::now() + until_due.map_or(IDLE, |d| d.min(IDLE)));
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = shared.ticker_wake.notified() => tokio::time::sleep_until(started + delay).await,
         }
     }
 }

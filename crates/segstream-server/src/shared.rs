@@ -9,14 +9,14 @@
 //! so no one ever sees a change a crash could take back.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
-use segstream_engine::{ChangeKind, Engine};
+use segstream_engine::{ChangeKind, ClockMode, Engine};
 use segstream_state::Journal;
 use segstream_types::Error;
-use tokio::sync::{watch, Mutex, MutexGuard};
+use tokio::sync::{watch, Mutex, MutexGuard, Notify};
 
 use crate::metrics::{Metrics, SegmentCounts};
 
@@ -46,6 +46,10 @@ pub struct Shared {
     /// Per segment, the last sequence number the metrics have counted.
     counted: StdMutex<BTreeMap<String, u64>>,
     next_subscriber: AtomicU64,
+    /// With the wall clock: the instant of the timer the clock's ticker sleeps until
+    /// (`i64::MAX`: none), and how a step that set an earlier one wakes it.
+    ticker_due: AtomicI64,
+    pub ticker_wake: Notify,
 }
 
 /// The engine, held for one step: when dropped, the step is timed, the metrics follow
@@ -90,6 +94,7 @@ impl Drop for Step<'_> {
         if !self.wrote() {
             return;
         }
+        self.shared.wake_ticker_if_earlier(&self.engine);
         let positions = self.shared.follow_log(&self.engine);
         if let Ok(mut written) = self.shared.written.lock() {
             written.steps += 1;
@@ -143,7 +148,28 @@ impl Shared {
             notices,
             counted: StdMutex::new(counted),
             next_subscriber: AtomicU64::new(1),
+            ticker_due: AtomicI64::new(i64::MAX),
+            ticker_wake: Notify::new(),
         })
+    }
+
+    /// The wall-clock ticker sleeps until the timer due at `due` (`None`: no timer). Set
+    /// with the engine held, so a later step compares its timers with it.
+    pub fn ticker_sleeps_until(&self, due: Option<segstream_types::Timestamp>) {
+        self.ticker_due.store(due.map_or(i64::MAX, |t| t.nanos()), Ordering::SeqCst);
+    }
+
+    /// After a step that wrote, with the wall clock: wakes the ticker if the step set a
+    /// timer due before the one it sleeps until, so that change is not applied late.
+    fn wake_ticker_if_earlier(&self, engine: &Engine) {
+        if engine.clock_mode() != ClockMode::Wall {
+            return;
+        }
+        if let Ok(Some(due)) = engine.next_timer_due() {
+            if due.nanos() < self.ticker_due.load(Ordering::SeqCst) {
+                self.ticker_wake.notify_one();
+            }
+        }
     }
 
     /// The engine for a step that may change things (statements, ingest, the clock).

@@ -10,14 +10,22 @@
 //!    `SEGSTREAM_BENCH_RATE` events/s, which skips phase 1), paced open-loop for `SEGSTREAM_BENCH_SECONDS`
 //!    (default 10): p50/p99/max of ack -> received and send -> received.
 //!
+//! With `SEGSTREAM_BENCH_EXITS=N` it measures time-driven exits instead: a server on the wall
+//! clock (`SEGSTREAM_BENCH_TIMER_DELAY_MS`, default the server's), N members whose windows
+//! end 1-5 s later, and how late each exit reaches a subscriber after its instant, with no
+//! other call; then the CPU the idle server uses.
+//!
 //! ```sh
 //! cargo bench -p segstream --bench latency
 //! SEGSTREAM_BENCH_RATE=1000 SEGSTREAM_BENCH_SECONDS=30 cargo bench -p segstream --bench latency
+//! SEGSTREAM_BENCH_EXITS=1000 cargo bench -p segstream --bench latency
 //! ```
 
 /// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -73,6 +81,10 @@ fn main() {
 }
 
 async fn run() {
+    if let Ok(exits) = std::env::var("SEGSTREAM_BENCH_EXITS") {
+        time_driven_exits(exits.parse().expect("SEGSTREAM_BENCH_EXITS is a number")).await;
+        return;
+    }
     let clients = env("SEGSTREAM_BENCH_CLIENTS", 8);
     let seconds = env("SEGSTREAM_BENCH_SECONDS", 10);
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -240,6 +252,101 @@ async fn run() {
         .collect();
     println!("  ack -> subscriber p99 by second (ms): {}", per_second.join(" "));
     subscriber_task.abort();
+    let _ = stop_tx.send(());
+    let _ = server.await;
+}
+
+/// Nanoseconds since the epoch, from the system clock (the engine's wall clock).
+fn wall_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as i64
+}
+
+/// Time-driven exits on the wall clock: how long after its instant each exit reaches a
+/// subscriber, with no call to the server meanwhile; then the idle server's CPU.
+async fn time_driven_exits(members: u64) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = segstream_server::ServerConfig::new(dir.path());
+    config.clock = ClockMode::Wall;
+    config.addr = "127.0.0.1:0".parse().expect("address");
+    config.metrics_addr = None;
+    config.timer_delay =
+        Duration::from_millis(env("SEGSTREAM_BENCH_TIMER_DELAY_MS", config.timer_delay.as_millis() as u64));
+    let delay = config.timer_delay;
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        segstream_server::serve(
+            config,
+            async {
+                let _ = stop_rx.await;
+            },
+            move |listening| {
+                let _ = addr_tx.send(listening.grpc);
+            },
+        )
+        .await
+        .expect("serves");
+    });
+    let url = format!("http://{}", addr_rx.await.expect("server listening"));
+    let mut client = SegstreamClient::connect(url.clone()).await.expect("connects");
+    for sql in [
+        include_str!("../../../sql-examples/workload/schema.sql"),
+        include_str!("../../../sql-examples/recent_buyers/segment.sql"),
+    ] {
+        client.execute(pb::ExecuteRequest { sql: sql.into() }).await.expect("setup");
+    }
+    let mut stream = client
+        .subscribe(pb::SubscribeRequest {
+            segments: vec!["recent_buyers".into()],
+            start: Some(pb::subscribe_request::Start::Now(pb::Now {})),
+            progress_interval_ms: 1000,
+        })
+        .await
+        .expect("subscribes")
+        .into_inner();
+    // Purchases a little under 3 hours old: each member leaves 1-5 s from now, at its own
+    // instant.
+    let three_hours = 3 * 3600 * 1_000_000_000i64;
+    let start = wall_nanos() - three_hours + 1_000_000_000;
+    let rows: Vec<String> = (0..members)
+        .map(|i| {
+            let ts = start + (i as i64 * 4_000_000_000) / members.max(1) as i64;
+            let text = datafusion::arrow::temporal_conversions::timestamp_ns_to_datetime(ts).expect("a time");
+            format!(
+                r#"{{"event_id":"x{i}","user_id":"x{i}","event_type":"purchase","amount":1.0,"ts":"{text}"}}"#
+            )
+        })
+        .collect();
+    let request = pb::IngestRequest {
+        relation: "events".into(),
+        payload: Some(pb::ingest_request::Payload::Json(pb::JsonRows { rows })),
+        idempotency_key: String::new(),
+    };
+    let response = client.ingest(request).await.expect("ingest").into_inner();
+    assert_eq!(response.accepted, members);
+    let mut late = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (late.len() as u64) < members {
+        let Ok(Ok(Some(message))) = tokio::time::timeout_at(deadline, stream.message()).await else { break };
+        if let Some(pb::subscribe_response::Event::Change(change)) = message.event {
+            if change.kind == pb::ChangeKind::Exited as i32 {
+                let received = wall_nanos();
+                late.push(Duration::from_nanos(received.saturating_sub(change.at_unix_nanos).max(0) as u64));
+            }
+        }
+    }
+    println!(
+        "time-driven exits on the wall clock: {members} members leaving over 4 s, timer delay {} ms",
+        delay.as_millis()
+    );
+    report("instant -> subscriber", late.clone());
+    println!("  exits never received: {}", members - late.len() as u64);
+    // The idle server: no call, no timer due.
+    let idle = Duration::from_secs(5);
+    let cpu_before = support::process_cpu_seconds();
+    tokio::time::sleep(idle).await;
+    let cpu = support::process_cpu_seconds() - cpu_before;
+    println!("  idle: {:.1} ms of CPU per second over {} s", cpu * 1e3 / idle.as_secs_f64(), idle.as_secs());
     let _ = stop_tx.send(());
     let _ = server.await;
 }

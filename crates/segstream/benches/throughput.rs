@@ -31,11 +31,14 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod support;
+
 use std::time::Instant;
 
 use segstream_engine::{ClockMode, Engine, EngineOptions, IngestRows};
 use segstream_types::Timestamp;
 use segstream_workload::{EventGenerator, WorkloadConfig};
+use support::process_cpu_seconds;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -351,22 +354,6 @@ fn storage_alone(events: u64, setup: &[Vec<u8>], run: &[Vec<u8>]) {
         events as f64 / elapsed,
         events as f64 / cpu
     );
-}
-
-/// CPU time used by this process so far, every thread (RocksDB's background flushes and
-/// compactions included), from /proc in clock ticks of 1/100 s.
-fn process_cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name (which is in parentheses and may hold spaces):
-            // utime and stime are the 12th and 13th.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-            Some(ticks as f64 / 100.0)
-        })
-        .unwrap_or(0.0)
 }
 
 /// Bytes in RocksDB's write-ahead log files: what a reopen replays.

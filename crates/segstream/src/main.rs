@@ -101,8 +101,10 @@ The API: docs/grpc-api.md.")]
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
         max_request_mib: u64,
 
-        /// Wall clock: the longest a time-driven change (an exit at a window's end) waits, in ms.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        /// Wall clock: the longest a time-driven change (an exit at a window's end) waits
+        /// after its instant, in ms; also the least time between two catch-ups, so changes
+        /// due close together are applied in one step. The clock wakes when a change is due.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         timer_delay_ms: u64,
 
         /// Drop each segment's changes logged longer ago than this (by the engine clock),
