@@ -155,3 +155,22 @@ fn the_demo_streams_events_and_shows_the_segments() {
         assert!(lapsed > 100, "round {round}: {lapsed} lapsed members: {stdout}");
     }
 }
+
+/// `demo --segments many` runs the 105 segments of the many-segment workload: the seven
+/// shown one per line, the 98 variants summed.
+#[test]
+fn the_demo_runs_the_many_segment_workload() {
+    let output = segstream()
+        .args(["demo", "--segments", "many", "--duration", "3", "--users", "2000", "--rate", "200"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for segment in crate::support::WORKLOAD_SEGMENTS {
+        assert!(stdout.lines().any(|l| l.starts_with(&format!("{segment} "))), "{segment} missing: {stdout}");
+    }
+    let variants =
+        stdout.lines().find(|l| l.starts_with("+98 variants")).unwrap_or_else(|| panic!("{stdout}"));
+    let members: i64 = variants.split_whitespace().nth(2).and_then(|n| n.parse().ok()).expect("a count");
+    assert!(members > 0, "the variants have members: {stdout}");
+}

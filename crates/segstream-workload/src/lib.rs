@@ -13,8 +13,11 @@
 //!   late by up to 10 minutes.
 //! - Every user has a profile: one of 30 countries, a log-normal lifetime value (about
 //!   20% above 500) and a sign-up time in the 365 days before `start`.
+//! - The segments ([`segments`]): the seven, and the 105 of the many-segment workload.
 
 use std::sync::Arc;
+
+pub mod segments;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};

@@ -7,6 +7,7 @@
 //! ```sh
 //! SEGSTREAM_BENCH_USERS=1000000 SEGSTREAM_BENCH_EVENTS=2000000 cargo bench -p segstream --bench throughput
 //! SEGSTREAM_BENCH_SEGMENTS=all cargo bench -p segstream --bench throughput   # all seven segments
+//! SEGSTREAM_BENCH_SEGMENTS=many cargo bench -p segstream --bench throughput  # the 105 of the many-segment workload
 //! SEGSTREAM_BENCH_STORAGE_FLOOR=1 cargo bench -p segstream --bench throughput # + storage alone
 //! SEGSTREAM_BENCH_STORAGE_FLOOR=families cargo bench -p segstream --bench throughput # + per family
 //! SEGSTREAM_BENCH_JOURNAL_FLOOR=1 cargo bench -p segstream --bench throughput  # + the journal alone
@@ -83,28 +84,33 @@ fn main() {
     runtime
         .block_on(engine.execute(include_str!("../../../sql-examples/workload/schema.sql")))
         .expect("workload schema");
-    // `core`: the three segments of the incremental-core issue; `all`: the seven.
-    let all_seven = std::env::var("SEGSTREAM_BENCH_SEGMENTS").is_ok_and(|v| v == "all");
+    // The three segments of the incremental-core issue by default; `all`: the seven;
+    // `many`: the 105 of the many-segment workload.
+    let which = std::env::var("SEGSTREAM_BENCH_SEGMENTS").unwrap_or_default();
     let floor_mode = std::env::var("SEGSTREAM_BENCH_STORAGE_FLOOR").unwrap_or_default();
     let storage_floor = floor_mode == "1" || floor_mode == "families";
     if storage_floor {
         engine.record_store_writes().expect("recording");
     }
     let core = ["pricing_hot", "recent_buyers", "rfm_champions"];
+    let definitions = match which.as_str() {
+        "all" => segstream_workload::segments::seven(),
+        "many" => segstream_workload::segments::many(),
+        _ => segstream_workload::segments::seven()
+            .into_iter()
+            .filter(|(n, _)| core.contains(&n.as_str()))
+            .collect(),
+    };
+    let with_profiles = which == "all" || which == "many";
     let mut segments = Vec::new();
-    let definitions = include_str!("../../../sql-examples/workload/segments.sql");
-    for statement in segstream_sql::parse_statements(definitions).expect("segments parse") {
-        if let segstream_sql::StatementKind::CreateSegment(c) = &statement.kind {
-            if all_seven || core.contains(&c.name.value.as_str()) {
-                runtime.block_on(engine.execute_statement(&statement)).expect("segment");
-                segments.push(c.name.value.clone());
-            }
-        }
+    for (name, sql) in definitions {
+        runtime.block_on(engine.execute(&sql)).expect("segment");
+        segments.push(name);
     }
     let config = WorkloadConfig::new(users, events, 30);
     let mut generator = EventGenerator::new(config.clone());
     engine.advance_clock(Timestamp(config.start)).expect("clock");
-    if all_seven {
+    if with_profiles {
         // Every user has a profile; loaded before the clock starts, not timed.
         let mut from = 0;
         while from < users {

@@ -18,7 +18,6 @@ use segstream_engine::{ChangeKind, ChangeRecord, ClockMode, Engine, EngineOption
 use segstream_workload::{profiles, EventGenerator, WorkloadConfig};
 
 const SCHEMA_SQL: &str = include_str!("../../../sql-examples/workload/schema.sql");
-const SEGMENTS_SQL: &str = include_str!("../../../sql-examples/workload/segments.sql");
 
 /// How the demo runs.
 pub struct DemoOptions {
@@ -30,7 +29,12 @@ pub struct DemoOptions {
     /// The data directory stays after the demo (it was asked for); otherwise it is a
     /// temporary one, removed at exit.
     pub keep_data: bool,
+    /// The segments created in a new data directory: `(name, CREATE SEGMENT ...)`.
+    pub segments: Vec<(String, String)>,
 }
+
+/// Segments shown one per line; beyond this many, the rest are summed on one line.
+const SHOWN: usize = 7;
 
 /// Per segment: who is in, and how many entered and left since the demo started.
 #[derive(Default)]
@@ -55,7 +59,9 @@ pub async fn run(data_dir: &Path, options: DemoOptions) -> anyhow::Result<()> {
     let fresh = engine.catalog().get("events").is_none();
     if fresh {
         engine.execute(SCHEMA_SQL).await.context("creating the workload's stream and table")?;
-        engine.execute(SEGMENTS_SQL).await.context("creating the workload's segments")?;
+        for (name, sql) in &options.segments {
+            engine.execute(sql).await.with_context(|| format!("creating the workload's segment {name}"))?;
+        }
     }
     let segments: Vec<String> =
         engine.catalog().list(segstream_sql::ObjectKind::Segment).map(|r| r.name.clone()).collect();
@@ -174,10 +180,25 @@ fn render(
         "{:<20} {:>8} {:>8} {:>8} {:>8}\n",
         "segment", "members", "entered", "exited", "updated"
     ));
-    for (name, v) in views {
+    // The seven as written first (variant 0), then the variants summed.
+    let (shown, rest): (Vec<_>, Vec<_>) = views
+        .iter()
+        .partition(|(name, _)| views.len() <= SHOWN || !name.contains(|c: char| c.is_ascii_digit()));
+    for (name, v) in shown {
         s.push_str(&format!(
             "{name:<20} {:>8} {:>8} {:>8} {:>8}\n",
             v.members, v.entered, v.exited, v.updated
+        ));
+    }
+    if !rest.is_empty() {
+        let sum = |f: fn(&SegmentView) -> i64| rest.iter().map(|(_, v)| f(v)).sum::<i64>();
+        s.push_str(&format!(
+            "{:<20} {:>8} {:>8} {:>8} {:>8}\n",
+            format!("+{} variants", rest.len()),
+            sum(|v| v.members),
+            sum(|v| v.entered as i64),
+            sum(|v| v.exited as i64),
+            sum(|v| v.updated as i64)
         ));
     }
     s.push_str("\nlatest changes\n");

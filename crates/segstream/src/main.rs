@@ -222,6 +222,7 @@ Exits with status 1 when any file fails. --data-dir and --clock do not apply. Se
   segstream demo                       # until Ctrl-C, in a temporary data directory
   segstream demo --rate 2000 --users 50000
   segstream --data-dir ./demo-data demo --duration 60
+  segstream demo --segments many       # the 105 segments of the many-segment workload
 
 Creates the stream, table and segments of sql-examples/workload/, loads a profile per user, then
 streams events stamped with the wall clock and shows each segment's members and the latest entries
@@ -239,7 +240,19 @@ temporary directory removed at the end.")]
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long, value_name = "SECONDS")]
         duration: Option<u64>,
+
+        /// Which segments: the workload's seven, or the 105 of the many-segment workload
+        /// (the seven in 15 variants; shown as the seven and the variants summed).
+        #[arg(long, value_enum, default_value_t = DemoSegments::Seven)]
+        segments: DemoSegments,
     },
+}
+
+/// The segments `segstream demo` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DemoSegments {
+    Seven,
+    Many,
 }
 
 #[tokio::main]
@@ -270,7 +283,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
     };
     match cli.command {
         Command::Test { paths, complete } => fixtures::run(&paths, complete).await,
-        Command::Demo { rate, users, duration } => {
+        Command::Demo { rate, users, duration, segments } => {
             // Unless a data directory was asked for, the demo leaves nothing behind.
             let keep_data = matches!(
                 matches.value_source("data_dir"),
@@ -281,6 +294,10 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<bool> {
                 users: users as usize,
                 duration: duration.map(std::time::Duration::from_secs),
                 keep_data,
+                segments: match segments {
+                    DemoSegments::Seven => segstream_workload::segments::seven(),
+                    DemoSegments::Many => segstream_workload::segments::many(),
+                },
             };
             if keep_data {
                 demo::run(&cli.data_dir, options).await?;
