@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use segstream_sql::ast::{Name, ObjectKind};
-use segstream_state::codec::{decode_row, encode_key, encode_row, rows_to_batch};
+use segstream_state::codec::{decode_row, encode_key, encode_row, rows_to_batch, RowBlock};
 use segstream_state::CF_ROWS;
 use segstream_types::{DeltaBatch, Error, Result};
 
@@ -26,7 +26,7 @@ use crate::change_log::{key_text, ChangeLog};
 use crate::engine::Engine;
 use crate::journal_record::JournalInput;
 use crate::output::Output;
-use crate::rows::{decode_stored_events, encode_event_block};
+use crate::rows::decode_stored_events;
 use crate::step::Step;
 
 /// What one `FORGET KEY` erased.
@@ -100,7 +100,8 @@ impl Engine {
                         cx.delete(CF_ROWS, stored);
                     } else {
                         let encoded = kept.iter().map(|row| encode_row(row)).collect::<Result<Vec<_>>>()?;
-                        cx.put(CF_ROWS, stored, encode_event_block(encoded.iter().map(Vec::as_slice)));
+                        let block = RowBlock::from_rows(encoded.iter().map(Vec::as_slice));
+                        cx.put(CF_ROWS, stored, block.into_bytes());
                     }
                     erased.extend(theirs);
                 }

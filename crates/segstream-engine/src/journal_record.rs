@@ -12,7 +12,7 @@
 //! Layout: `version u8 | clock i64 | changes u64 | digest u32 | kind u8 | fields`, with
 //! the integers and byte strings of `segstream_state::codec::ByteWriter`.
 
-use segstream_state::codec::{ByteReader, ByteWriter};
+use segstream_state::codec::{ByteReader, ByteWriter, RowBlock};
 use segstream_types::{Error, Result};
 
 const VERSION: u8 = 1;
@@ -23,7 +23,7 @@ pub(crate) enum JournalInput {
     /// Rows written into a stream or table (ingest, INSERT): each encoded with
     /// `codec::encode_row` in the relation's schema; `marker` holds the `meta` entries
     /// written with them (an ingest's idempotency key and report).
-    Rows { relation: String, rows: Vec<Vec<u8>>, keep_existing: bool, marker: Vec<(Vec<u8>, Vec<u8>)> },
+    Rows { relation: String, rows: RowBlock, keep_existing: bool, marker: Vec<(Vec<u8>, Vec<u8>)> },
     /// Table rows deleted by key (`DELETE`): each key encoded as a one-value row.
     DeleteKeys { relation: String, keys: Vec<Vec<u8>> },
     /// A definition: `CREATE STREAM | TABLE | SEGMENT`, `DROP`.
@@ -122,15 +122,20 @@ fn count(r: &mut ByteReader) -> Result<usize> {
 
 impl JournalRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut w = ByteWriter::default();
+        // Sized up front: an ingest's record is mostly its rows, copied once.
+        let rows = match &self.input {
+            JournalInput::Rows { rows, marker, .. } => {
+                rows.as_bytes().len() + marker.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+            }
+            _ => 0,
+        };
+        let mut w = ByteWriter(Vec::with_capacity(rows + 128));
         w.u8(VERSION).i64(self.clock).i64(self.digest.changes as i64).i64(i64::from(self.digest.crc));
         match &self.input {
             JournalInput::Rows { relation, rows, keep_existing, marker } => {
                 w.u8(ROWS).bytes(relation.as_bytes()).u8(u8::from(*keep_existing));
-                w.i64(rows.len() as i64);
-                for row in rows {
-                    w.bytes(row);
-                }
+                // The block's own layout is the row count, then each row length-prefixed.
+                w.0.extend_from_slice(rows.as_bytes());
                 w.i64(marker.len() as i64);
                 for (key, value) in marker {
                     w.bytes(key).bytes(value);
@@ -185,11 +190,7 @@ impl JournalRecord {
             ROWS => {
                 let relation = text(&mut r)?;
                 let keep_existing = r.u8()? != 0;
-                let n = count(&mut r)?;
-                let mut rows = Vec::with_capacity(n.min(1 << 20));
-                for _ in 0..n {
-                    rows.push(r.bytes()?.to_vec());
-                }
+                let rows = RowBlock::read(&mut r).map_err(|_| damaged("its rows are cut short"))?;
                 let m = count(&mut r)?;
                 let mut marker = Vec::with_capacity(m.min(16));
                 for _ in 0..m {
@@ -241,7 +242,7 @@ mod tests {
         let inputs = vec![
             JournalInput::Rows {
                 relation: "events".into(),
-                rows: vec![vec![1, 2, 3], vec![]],
+                rows: RowBlock::from_rows([&[1u8, 2, 3][..], &[]].into_iter()),
                 keep_existing: true,
                 marker: vec![(b"ingest_key/a".to_vec(), vec![9])],
             },

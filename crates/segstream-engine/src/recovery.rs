@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use segstream_ops::state_table::CheckpointedState;
 use segstream_sql::ast::Name;
 use segstream_sql::{parse_statement, Catalog};
-use segstream_state::codec::{decode_row, rows_to_batch};
+use segstream_state::codec::encoded_rows_to_batch;
 use segstream_state::CheckpointStats;
 use segstream_types::{Error, Result, Timestamp};
 
@@ -157,9 +157,7 @@ impl Engine {
         let ran = match &record.input {
             JournalInput::Rows { relation, rows, keep_existing, marker } => {
                 let relation = self.relation(&named(relation))?.clone();
-                let decoded =
-                    rows.iter().map(|row| decode_row(&relation.schema, row)).collect::<Result<Vec<_>>>()?;
-                let batch = rows_to_batch(&relation.schema, &decoded)?;
+                let batch = encoded_rows_to_batch(&relation.schema, rows.rows())?;
                 self.write_rows(&relation, batch, *keep_existing, marker.clone()).map(drop)
             }
             JournalInput::DeleteKeys { relation, keys } => {

@@ -16,8 +16,7 @@ use segstream_sql::ast::{Name, ObjectKind, StatementKind};
 use segstream_sql::parse_statement;
 use segstream_sql::parser::normalize;
 use segstream_state::codec::{
-    decode_row, encode_batch_rows, encode_instant, encode_key, encode_row, row_values, rows_to_batch,
-    ByteReader, ByteWriter,
+    decode_row, encode_instant, encode_key, encode_row, row_values, rows_to_batch, ByteReader, RowBlock,
 };
 use segstream_state::{CF_META, CF_ROWS};
 use segstream_types::{DeltaBatch, Error, Result};
@@ -58,16 +57,6 @@ pub(crate) fn event_block_key(stream_id: u64, newest_nanos: i64, first_seq: u64)
     key
 }
 
-/// An event block's value: how many events, then each encoded row.
-pub(crate) fn encode_event_block<'r>(rows: impl ExactSizeIterator<Item = &'r [u8]>) -> Vec<u8> {
-    let mut value = ByteWriter::default();
-    value.i64(rows.len() as i64);
-    for row in rows {
-        value.bytes(row);
-    }
-    value.0
-}
-
 /// The events stored under one key of a stream: a block's, or one event's (as stored
 /// before blocks).
 pub(crate) fn decode_stored_events(
@@ -78,6 +67,7 @@ pub(crate) fn decode_stored_events(
     if key.len() != 25 || key[24] != EVENT_BLOCK {
         return Ok(vec![decode_row(schema, value)?]);
     }
+    // An event block's value is a `RowBlock`: how many events, then each encoded row.
     let mut reader = ByteReader::new(value);
     let n = reader.i64()?;
     (0..n).map(|_| decode_row(schema, reader.bytes()?)).collect()
@@ -235,10 +225,11 @@ impl Engine {
         marker: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize> {
         let id = self.id_of(&relation.name)?;
-        // Encoded once: the journal record's rows, and a stream's stored event block.
-        let encoded = encode_batch_rows(&rows)?;
+        // Encoded once, into one buffer: the journal record's rows, and a stream's stored
+        // event block (the same bytes).
+        let encoded = RowBlock::encode(&rows)?;
         let block = match relation.kind {
-            ObjectKind::Stream => Some(encode_event_block(encoded.iter().map(Vec::as_slice))),
+            ObjectKind::Stream => Some(encoded.as_bytes().to_vec()),
             _ => None,
         };
         let input = JournalInput::Rows {

@@ -301,18 +301,162 @@ pub fn decode_row(schema: &SchemaRef, bytes: &[u8]) -> Result<Vec<ScalarValue>> 
 /// Encodes every row of a batch, column by column, into the bytes [`encode_row`] gives
 /// for the same values (the ingest path, which has whole batches).
 pub fn encode_batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let mut rows: Vec<Vec<u8>> = row_lengths(batch)?.into_iter().map(Vec::with_capacity).collect();
+    encode_columns(batch, |i, bytes| rows[i].extend_from_slice(bytes))?;
+    Ok(rows)
+}
+
+/// Rows of one relation encoded as [`encode_row`] encodes them, one after another in one
+/// buffer: the row count (`i64`), then each row length-prefixed (`u32`), as a
+/// [`ByteWriter`] writes them. A stream's stored event block and a journal record's rows
+/// have this layout, so an ingested batch is encoded once, into one allocation, for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowBlock(Vec<u8>);
+
+impl RowBlock {
+    /// Every row of `batch`, encoded column by column.
+    pub fn encode(batch: &RecordBatch) -> Result<Self> {
+        let lengths = row_lengths(batch)?;
+        let total: usize = 8 + lengths.iter().map(|n| 4 + n).sum::<usize>();
+        let mut bytes = vec![0u8; total];
+        bytes[..8].copy_from_slice(&(lengths.len() as i64).to_le_bytes());
+        // Where each row's next value goes.
+        let mut cursors = Vec::with_capacity(lengths.len());
+        let mut at = 8;
+        for &n in &lengths {
+            bytes[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
+            cursors.push(at + 4);
+            at += 4 + n;
+        }
+        encode_columns(batch, |i, value| {
+            let at = cursors[i];
+            bytes[at..at + value.len()].copy_from_slice(value);
+            cursors[i] = at + value.len();
+        })?;
+        Ok(Self(bytes))
+    }
+
+    /// A block of rows already encoded one by one.
+    pub fn from_rows<'r>(rows: impl ExactSizeIterator<Item = &'r [u8]>) -> Self {
+        let mut w = ByteWriter::default();
+        w.i64(rows.len() as i64);
+        for row in rows {
+            w.bytes(row);
+        }
+        Self(w.0)
+    }
+
+    /// Reads a block at the start of `reader`'s bytes (checking every length), leaving
+    /// the reader after it.
+    pub fn read(reader: &mut ByteReader<'_>) -> Result<Self> {
+        let start = reader.reader.at;
+        let n = reader.i64()?;
+        if n < 0 {
+            return Err(corrupt());
+        }
+        for _ in 0..n {
+            reader.bytes()?;
+        }
+        Ok(Self(reader.reader.bytes[start..reader.reader.at].to_vec()))
+    }
+
+    /// A block as stored (an event block's value), checked whole.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        let mut reader = ByteReader::new(&bytes);
+        Self::read(&mut reader)?;
+        if !reader.is_done() {
+            return Err(corrupt());
+        }
+        Ok(Self(bytes))
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        i64::from_le_bytes(self.0[..8].try_into().unwrap_or([0; 8])) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each row's bytes (lengths were checked when the block was made or read).
+    pub fn rows(&self) -> BlockRows<'_> {
+        BlockRows { reader: ByteReader::new(&self.0[8..]), left: self.len() }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// The rows of a [`RowBlock`], in order.
+pub struct BlockRows<'a> {
+    reader: ByteReader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for BlockRows<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.reader.bytes().ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for BlockRows<'_> {}
+
+/// What each row of `batch` takes encoded (without a length prefix).
+fn row_lengths(batch: &RecordBatch) -> Result<Vec<usize>> {
+    let mut lengths = vec![0usize; batch.num_rows()];
+    for column in batch.columns() {
+        let width = match column.data_type() {
+            DataType::Utf8 => {
+                let values = column.as_string::<i32>();
+                for (i, n) in lengths.iter_mut().enumerate() {
+                    *n += if values.is_null(i) { 1 } else { 5 + values.value_length(i) as usize };
+                }
+                continue;
+            }
+            DataType::Null => 0,
+            DataType::Boolean => 1,
+            DataType::Int16 => 2,
+            DataType::Int32 | DataType::Date32 | DataType::Float32 => 4,
+            DataType::Int64 | DataType::Timestamp(TimeUnit::Nanosecond, _) | DataType::Float64 => 8,
+            other => return Err(Error::invalid_input(format!("values of type {other} are not stored"))),
+        };
+        for (i, n) in lengths.iter_mut().enumerate() {
+            *n += if column.is_null(i) { 1 } else { 1 + width };
+        }
+    }
+    Ok(lengths)
+}
+
+/// Encodes `batch` column by column: `put(row, bytes)` receives each row's values in
+/// column order, as [`encode_row`] lays them out.
+fn encode_columns(batch: &RecordBatch, mut put: impl FnMut(usize, &[u8])) -> Result<()> {
     let n = batch.num_rows();
-    let mut rows: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(batch.num_columns() * 9)).collect();
     for column in batch.columns() {
         macro_rules! fixed {
             ($t:ty) => {{
                 let values = column.as_primitive::<$t>();
-                for (i, row) in rows.iter_mut().enumerate() {
+                for i in 0..n {
                     if values.is_null(i) {
-                        row.push(NULL);
+                        put(i, &[NULL]);
                     } else {
-                        row.push(PRESENT);
-                        row.extend_from_slice(&values.value(i).to_le_bytes());
+                        put(i, &[PRESENT]);
+                        put(i, &values.value(i).to_le_bytes());
                     }
                 }
             }};
@@ -320,24 +464,24 @@ pub fn encode_batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
         match column.data_type() {
             DataType::Utf8 => {
                 let values = column.as_string::<i32>();
-                for (i, row) in rows.iter_mut().enumerate() {
+                for i in 0..n {
                     if values.is_null(i) {
-                        row.push(NULL);
+                        put(i, &[NULL]);
                     } else {
                         let s = values.value(i);
-                        row.push(PRESENT);
-                        row.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                        row.extend_from_slice(s.as_bytes());
+                        put(i, &[PRESENT]);
+                        put(i, &(s.len() as u32).to_le_bytes());
+                        put(i, s.as_bytes());
                     }
                 }
             }
             DataType::Boolean => {
                 let values = column.as_boolean();
-                for (i, row) in rows.iter_mut().enumerate() {
+                for i in 0..n {
                     if values.is_null(i) {
-                        row.push(NULL);
+                        put(i, &[NULL]);
                     } else {
-                        row.extend_from_slice(&[PRESENT, u8::from(values.value(i))]);
+                        put(i, &[PRESENT, u8::from(values.value(i))]);
                     }
                 }
             }
@@ -348,11 +492,11 @@ pub fn encode_batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
             DataType::Timestamp(TimeUnit::Nanosecond, _) => fixed!(TimestampNanosecondType),
             DataType::Float32 => fixed!(Float32Type),
             DataType::Float64 => fixed!(Float64Type),
-            DataType::Null => rows.iter_mut().for_each(|row| row.push(NULL)),
+            DataType::Null => (0..n).for_each(|i| put(i, &[NULL])),
             other => return Err(Error::invalid_input(format!("values of type {other} are not stored"))),
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// One column being built from values, typed, so rows become arrays without going
@@ -646,6 +790,14 @@ mod tests {
         // into a batch gives the batch back.
         let encoded = encode_batch_rows(&batch).expect("encode batch");
         assert_eq!(encoded, vec![bytes, encode_row(&other).unwrap()]);
+        // A block is the same rows, length-prefixed after their count, read back whole.
+        let block = RowBlock::encode(&batch).expect("encode block");
+        assert_eq!(block, RowBlock::from_rows(encoded.iter().map(Vec::as_slice)));
+        assert_eq!(block.rows().collect::<Vec<_>>(), encoded.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let mut reader = ByteReader::new(block.as_bytes());
+        assert_eq!(RowBlock::read(&mut reader).expect("read"), block);
+        assert!(reader.is_done());
+        assert!(RowBlock::from_bytes(block.as_bytes()[..block.as_bytes().len() - 1].to_vec()).is_err());
         let decoded = encoded_rows_to_batch(&schema, encoded.iter().map(Vec::as_slice)).expect("decode");
         assert_eq!(decoded, batch);
         assert!(encoded_rows_to_batch(&schema, std::iter::once(&encoded[0][..3])).is_err());

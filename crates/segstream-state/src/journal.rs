@@ -64,9 +64,15 @@ struct Shared {
     bytes: AtomicU64,
 }
 
+/// The largest write buffer kept for reuse (a bulk load's larger one is freed).
+const MAX_SPARE_BYTES: usize = 4 << 20;
+
 struct Appender {
     /// Encoded records not yet written to the file.
     pending: Vec<u8>,
+    /// The buffer of the last write, emptied, to queue the next records in: appends
+    /// reuse its capacity instead of growing a new buffer for every sync.
+    spare: Vec<u8>,
     /// The position of the last record appended (0 before the first).
     last: u64,
     /// The file records are written to, and the first position it holds.
@@ -292,8 +298,14 @@ fn scan(dir: &Path, after: u64) -> Result<(Appender, JournalOpened)> {
     if files.is_empty() {
         opened.files = 1;
     }
-    let appender =
-        Appender { pending: Vec::new(), last: opened.last, file: Arc::new(file), file_first, failed: None };
+    let appender = Appender {
+        pending: Vec::new(),
+        spare: Vec::new(),
+        last: opened.last,
+        file: Arc::new(file),
+        file_first,
+        failed: None,
+    };
     Ok((appender, opened))
 }
 
@@ -417,8 +429,9 @@ impl Journal {
                     "journal: writes are refused after a failed write: {why}"
                 )));
             }
+            let spare = std::mem::take(&mut appender.spare);
             (
-                std::mem::take(&mut appender.pending),
+                std::mem::replace(&mut appender.pending, spare),
                 appender.last,
                 Arc::clone(&appender.file),
                 appender.file_first,
@@ -436,6 +449,13 @@ impl Journal {
             }
             self.shared.syncs.fetch_add(1, Ordering::Relaxed);
             self.shared.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        if bytes.capacity() <= MAX_SPARE_BYTES {
+            if let Ok(mut appender) = self.appender() {
+                let mut bytes = bytes;
+                bytes.clear();
+                appender.spare = bytes;
+            }
         }
         self.shared.durable.fetch_max(last, Ordering::AcqRel);
         Ok(())
