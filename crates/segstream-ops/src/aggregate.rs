@@ -80,32 +80,61 @@ impl Aggregate {
             .map(|(_, _, args)| args.iter().map(|a| a.evaluate(rows)).collect::<Result<Vec<_>>>())
             .collect::<Result<_>>()?;
 
-        // Rows by group, groups in order of first appearance: (key, first row, rows).
-        let mut order: Vec<(Vec<u8>, usize, Vec<usize>)> = Vec::new();
-        let mut slot: HashMap<Vec<u8>, usize, KeyHash> = HashMap::with_hasher(KeyHash::default());
+        // Rows by group, groups in order of first appearance: each group's key and first
+        // row, and each row's group. One key buffer is reused for every row; a key is
+        // copied only for a group not seen before in the step.
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut first_rows: Vec<usize> = Vec::new();
+        let mut group_of_row: Vec<u32> = Vec::with_capacity(input.len());
+        let mut slot: HashMap<Vec<u8>, u32, KeyHash> =
+            HashMap::with_capacity_and_hasher(input.len(), KeyHash::default());
+        let mut key = Vec::with_capacity(self.prefix.len() + 16);
         for i in 0..input.len() {
-            let mut key = self.prefix.clone();
+            key.clear();
+            key.extend_from_slice(&self.prefix);
             for g in &groups {
                 if !encode_sortable_at(g.as_ref(), i, &mut key) {
                     encode_sortable(&scalar(g, i)?, &mut key)?;
                 }
             }
-            match slot.get(&key) {
-                Some(&s) => order[s].2.push(i),
+            let s = match slot.get(key.as_slice()) {
+                Some(&s) => s,
                 None => {
-                    slot.insert(key.clone(), order.len());
-                    order.push((key, i, vec![i]));
+                    let s = keys.len() as u32;
+                    slot.insert(key.clone(), s);
+                    keys.push(key.clone());
+                    first_rows.push(i);
+                    s
                 }
-            }
+            };
+            group_of_row.push(s);
+        }
+        drop(slot);
+        // The rows of group `g` are `rows_by_group[starts[g]..starts[g + 1]]`, in order
+        // (a counting sort: no vector per group).
+        let mut starts = vec![0usize; keys.len() + 1];
+        for &g in &group_of_row {
+            starts[g as usize + 1] += 1;
+        }
+        for g in 0..keys.len() {
+            starts[g + 1] += starts[g];
+        }
+        let mut rows_by_group = vec![0usize; input.len()];
+        let mut next = starts.clone();
+        for (i, &g) in group_of_row.iter().enumerate() {
+            rows_by_group[next[g as usize]] = i;
+            next[g as usize] += 1;
         }
 
         let groups_of_row = groups;
         let mut groups = self.groups.open(cx)?;
-        let keys: Vec<&[u8]> = order.iter().map(|(k, _, _)| k.as_slice()).collect();
-        groups.load(cx, &keys, |bytes| GroupState::decode(bytes, &self.group_schema, &self.calls))?;
-        let mut out_rows: Vec<Vec<ScalarValue>> = Vec::new();
-        let mut out_weights = Vec::new();
-        for (key, first, members) in order {
+        let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        groups.load(cx, &key_refs, |bytes| GroupState::decode(bytes, &self.group_schema, &self.calls))?;
+        drop(key_refs);
+        let mut out_rows: Vec<Vec<ScalarValue>> = Vec::with_capacity(2 * keys.len());
+        let mut out_weights = Vec::with_capacity(2 * keys.len());
+        for (g, (key, first)) in keys.into_iter().zip(first_rows).enumerate() {
+            let members = &rows_by_group[starts[g]..starts[g + 1]];
             let mut state = match groups.get(&key) {
                 Some(state) => state.clone(),
                 None => {
@@ -114,27 +143,29 @@ impl Aggregate {
                     GroupState::new(values, &self.calls)
                 }
             };
-            if state.count > 0 {
-                out_rows.push(self.output_row(&state)?);
-                out_weights.push(-1);
-            }
-            for &i in &members {
+            let old_row = if state.count > 0 { Some(self.output_row(&state)?) } else { None };
+            for &i in members {
                 let w = input.weights[i];
                 state.count += w;
                 for (c, acc) in state.accumulators.iter_mut().enumerate() {
                     acc.apply_at(&args[c], i, w)?;
                 }
             }
-            if state.count > 0 {
-                out_rows.push(self.output_row(&state)?);
-                out_weights.push(1);
-                groups.set(cx, key, Some(state));
-            } else {
-                groups.set(cx, key, None);
+            let new_row = if state.count > 0 { Some(self.output_row(&state)?) } else { None };
+            groups.set(cx, key, (state.count > 0).then_some(state));
+            // Rows of different groups differ in their group values, so only a group's
+            // own old and new rows can cancel: the output needs no consolidation.
+            if old_row != new_row {
+                for (row, weight) in [(old_row, -1), (new_row, 1)] {
+                    if let Some(row) = row {
+                        out_rows.push(row);
+                        out_weights.push(weight);
+                    }
+                }
             }
         }
         let batch = rows_to_batch(&self.output, &out_rows)?;
-        DeltaBatch::new(batch, out_weights)?.consolidate()
+        DeltaBatch::new(batch, out_weights)
     }
 
     /// The groups, for checkpoints and the state budget.

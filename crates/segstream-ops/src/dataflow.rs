@@ -271,7 +271,8 @@ impl SegmentDataflow {
                     DeltaBatch::concat(schema, &parts)?
                 }
                 Node::KeyNotNull => key_not_null(take(0)?)?.with_schema(Arc::clone(schema))?,
-                Node::Membership(sink) => return sink.step(take(0)?.consolidate()?, cx),
+                // The sink sums each key's equal rows itself: no consolidation first.
+                Node::Membership(sink) => return sink.step(take(0)?, cx),
             };
             outputs[id] = Some(output);
         }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use segstream_state::codec::{decode_row, encode_key, encode_row, row_values, ByteReader, ByteWriter};
-use segstream_state::CF_MEMBERS;
+use segstream_state::{KeyHash, CF_MEMBERS};
 use segstream_types::{DeltaBatch, Result};
 
 use crate::context::StepContext;
@@ -96,15 +96,22 @@ impl MembershipSink {
         }
         // Per key: the distinct rows and their summed weights, keys in first-seen order.
         let mut keys: Vec<(Vec<u8>, WeightedRows)> = Vec::new();
-        let mut slot: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut slot: HashMap<Vec<u8>, usize, KeyHash> =
+            HashMap::with_capacity_and_hasher(input.len(), KeyHash::default());
+        let mut key = Vec::with_capacity(self.prefix.len() + 16);
         for i in 0..input.len() {
             let row = row_values(&input.rows, i)?;
-            let mut key = self.prefix.clone();
+            key.clear();
+            key.extend_from_slice(&self.prefix);
             encode_key(&row[0], &mut key)?;
-            let s = *slot.entry(key.clone()).or_insert_with(|| {
-                keys.push((key, Vec::new()));
-                keys.len() - 1
-            });
+            let s = match slot.get(key.as_slice()) {
+                Some(&s) => s,
+                None => {
+                    slot.insert(key.clone(), keys.len());
+                    keys.push((key.clone(), Vec::new()));
+                    keys.len() - 1
+                }
+            };
             let rows = &mut keys[s].1;
             match rows.iter_mut().find(|(r, _)| *r == row) {
                 Some((_, w)) => *w += input.weights[i],
@@ -140,6 +147,10 @@ impl MembershipSink {
                 _ => None,
             };
             changes.extend(change);
+            // Deltas that cancelled within the step leave the member as stored.
+            if old.as_ref().is_some_and(|m| m.weight == weight && row.as_ref().is_none_or(|r| *r == m.row)) {
+                continue;
+            }
             match (weight, row.or_else(|| old.map(|m| m.row))) {
                 // Absent from the store and from the step: nothing to delete.
                 (0, _) | (_, None) if absent => {}

@@ -124,7 +124,8 @@ impl TemporalFilter {
             Ok(encoded.as_mut().map(|rows| std::mem::take(&mut rows[i])).unwrap_or_default())
         };
         let mut add = |instant: i64, row: &[u8], weight: i64| {
-            let mut key = encode_instant(instant).to_vec();
+            let mut key = Vec::with_capacity(8 + self.owner.len() + row.len());
+            key.extend_from_slice(&encode_instant(instant));
             key.extend_from_slice(&self.owner);
             key.extend_from_slice(row);
             timers.push((key, weight));
