@@ -40,7 +40,7 @@
 //! **Reproducible**: the cases come from a fixed seed, printed when the test starts;
 //! `SEGSTREAM_ORACLE_SEED` sets another. A failing case's seed is saved in
 //! `tests/e2e/oracle.proptest-regressions` and replayed first on every later run (commit
-//! the line to keep it). CI runs `SEGSTREAM_ORACLE_CASES` histories (default 24, about four
+//! the line to keep it). CI runs `SEGSTREAM_ORACLE_CASES` histories (default 24, about seven
 //! minutes on the 2-core machine); a long run:
 //! `SEGSTREAM_ORACLE_CASES=10000 SEGSTREAM_ORACLE_SEED=$RANDOM cargo test -p segstream --test e2e oracle`.
 
