@@ -360,16 +360,6 @@ impl RowBlock {
         Ok(Self(reader.reader.bytes[start..reader.reader.at].to_vec()))
     }
 
-    /// A block as stored (an event block's value), checked whole.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
-        let mut reader = ByteReader::new(&bytes);
-        Self::read(&mut reader)?;
-        if !reader.is_done() {
-            return Err(corrupt());
-        }
-        Ok(Self(bytes))
-    }
-
     /// How many rows.
     pub fn len(&self) -> usize {
         i64::from_le_bytes(self.0[..8].try_into().unwrap_or([0; 8])) as usize
@@ -797,7 +787,8 @@ mod tests {
         let mut reader = ByteReader::new(block.as_bytes());
         assert_eq!(RowBlock::read(&mut reader).expect("read"), block);
         assert!(reader.is_done());
-        assert!(RowBlock::from_bytes(block.as_bytes()[..block.as_bytes().len() - 1].to_vec()).is_err());
+        let cut = &block.as_bytes()[..block.as_bytes().len() - 1];
+        assert!(RowBlock::read(&mut ByteReader::new(cut)).is_err());
         let decoded = encoded_rows_to_batch(&schema, encoded.iter().map(Vec::as_slice)).expect("decode");
         assert_eq!(decoded, batch);
         assert!(encoded_rows_to_batch(&schema, std::iter::once(&encoded[0][..3])).is_err());
