@@ -208,9 +208,10 @@ impl SegmentDataflow {
     /// The operators' state held in memory as typed values (`state_table.rs`): what a
     /// checkpoint writes and the state budget counts.
     pub fn state_tables(&self) -> impl Iterator<Item = &dyn CheckpointedState> {
-        self.nodes.iter().filter_map(|(node, _, _)| match node {
-            Node::Aggregate(a) => Some(a.state()),
-            _ => None,
+        self.nodes.iter().flat_map(|(node, _, _)| match node {
+            Node::Aggregate(a) => vec![a.state()],
+            Node::Join(j) => j.state_tables().to_vec(),
+            _ => Vec::new(),
         })
     }
 

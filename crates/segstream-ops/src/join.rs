@@ -15,6 +15,10 @@
 //! left matches nothing but is unknown whenever the right is not empty; the node keeps
 //! the right side's total and NULL-key counts and re-derives its output when they
 //! cross zero.
+//!
+//! The arrangements are held in memory as typed values (each side a [`StateTable`]):
+//! a step reads a key's rows without decoding them and writes back only the keys it
+//! changed, which reach RocksDB at the next checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::context::StepContext;
 use crate::expr::RowExpr;
+use crate::state_table::{CheckpointedState, StateTable, TableValue};
 
 pub struct Join {
     kind: JoinKind,
@@ -46,9 +51,16 @@ pub struct Join {
     combined_schema: SchemaRef,
     output: SchemaRef,
     prefix: Vec<u8>,
+    /// Left rows by join key (stored under `prefix`, `LEFT`, the key's length, the key).
+    lefts: StateTable<Arrangement>,
+    /// Right rows by join key (under `prefix`, `RIGHT`, ...).
+    rights: StateTable<Arrangement>,
+    /// Right rows in total and with a NULL key, one entry (under `prefix`, `TOTALS`).
+    totals: StateTable<Totals>,
 }
 
 /// One stored row of an arrangement.
+#[derive(Clone)]
 struct Entry {
     /// The row as stored (`codec::encode_row`): what identifies it under its key.
     bytes: Vec<u8>,
@@ -61,12 +73,55 @@ struct Entry {
 /// The rows one side holds under one join key, kept in state as one value: a key with
 /// no rows is a point look-up (answered by the hot-state cache or a Bloom filter), not
 /// an iterator seek, and a step rewrites each key it changes once.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Arrangement {
     /// In order of their stored bytes.
     entries: Vec<Entry>,
     /// Changed by this step: written back at its end.
     changed: bool,
+}
+
+impl TableValue for Arrangement {
+    fn encode(&self) -> Result<Vec<u8>> {
+        Ok(Arrangement::encode(self))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| {
+                std::mem::size_of::<Entry>()
+                    + e.bytes.len()
+                    + e.row.iter().map(ScalarValue::size).sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+/// The right side's row count and NULL-keyed row count.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Totals {
+    total: i64,
+    nulls: i64,
+}
+
+impl TableValue for Totals {
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut w = ByteWriter::default();
+        w.i64(self.total).i64(self.nulls);
+        Ok(w.0)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl Totals {
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = ByteReader::new(bytes);
+        Ok(Self { total: r.i64()?, nulls: r.i64()? })
+    }
 }
 
 impl Arrangement {
@@ -158,7 +213,15 @@ impl Join {
         prefix: Vec<u8>,
     ) -> Result<Self> {
         let combined = left.join(right).map_err(|e| Error::internal(e.to_string()))?;
+        let table = |side: u8| {
+            let mut p = prefix.clone();
+            p.push(side);
+            p
+        };
         Ok(Self {
+            lefts: StateTable::new(CF_STATE, table(LEFT)),
+            rights: StateTable::new(CF_STATE, table(RIGHT)),
+            totals: StateTable::new(CF_STATE, table(TOTALS)),
             kind,
             left_keys: on.iter().map(|(l, _)| RowExpr::new(l, left)).collect::<Result<_>>()?,
             right_keys: on.iter().map(|(_, r)| RowExpr::new(r, right)).collect::<Result<_>>()?,
@@ -197,37 +260,32 @@ impl Join {
                 &mut out,
                 &mut touched,
             )?;
-            self.set_totals(totals, cx);
+            self.set_totals(totals, cx)?;
         }
         if !left.is_empty() {
             self.apply_left(&left, &left_keys, &mut lefts, &rights, &mut out, &mut touched)?;
-        }
-        for (side, arrangements) in [(LEFT, &lefts), (RIGHT, &rights)] {
-            for (key, arrangement) in arrangements.iter().filter(|(_, a)| a.changed) {
-                let k = self.arrangement_key(side, key);
-                if arrangement.entries.is_empty() {
-                    cx.delete(CF_STATE, k);
-                } else {
-                    cx.put(CF_STATE, k, arrangement.encode());
-                }
-            }
         }
         let after = totals;
         if self.null_aware
             && self.kind == JoinKind::LeftAnti
             && unknown_status(before) != unknown_status(after)
         {
-            // NOT IN's answer may have changed for every left row.
+            // NOT IN's answer may have changed for every left row. The table still holds
+            // every left row as it was before this step; the rows the step changed are
+            // in `touched` already, and the others are unchanged.
+            let mut table = self.lefts.open(cx)?;
             let mut prefix = self.prefix.clone();
             prefix.push(LEFT);
-            for (k, v) in cx.scan_prefix(CF_STATE, &prefix)? {
+            let stored = table
+                .load_prefix(cx, &prefix, |bytes| Arrangement::decode(Some(bytes), &self.left_schema))?;
+            for (k, arrangement) in stored {
                 let key = k.get(prefix.len() + 4..).ok_or_else(|| Error::storage("a join key is damaged"))?;
-                for entry in Arrangement::decode(Some(&v), &self.left_schema)?.entries {
+                for entry in &arrangement.entries {
                     if let std::collections::btree_map::Entry::Vacant(slot) =
-                        touched.entry((key.to_vec(), entry.bytes))
+                        touched.entry((key.to_vec(), entry.bytes.clone()))
                     {
                         slot.insert(Touched {
-                            row: entry.row,
+                            row: entry.row.clone(),
                             weight: entry.weight,
                             matches: entry.matches,
                             null_keyed: key == null_key().as_slice(),
@@ -249,6 +307,13 @@ impl Join {
             if was != is {
                 let row = if self.kind == JoinKind::LeftOuter { self.pad(&old.row) } else { old.row };
                 out.push(row, is - was);
+            }
+        }
+        for (side, arrangements) in [(LEFT, lefts), (RIGHT, rights)] {
+            let mut table = if side == LEFT { self.lefts.open(cx)? } else { self.rights.open(cx)? };
+            for (key, arrangement) in arrangements.into_iter().filter(|(_, a)| a.changed) {
+                let k = self.arrangement_key(side, &key);
+                table.set(cx, k, (!arrangement.entries.is_empty()).then_some(arrangement));
             }
         }
         let batch = rows_to_batch(&self.output, &out.rows)?;
@@ -473,48 +538,56 @@ impl Join {
         k
     }
 
-    /// The arrangements of one side under each of `keys`, each read once, all with one
-    /// look-up of the step's writes and the store.
+    /// The arrangements of one side under each of `keys`, each once: the step's working
+    /// copies, written back at its end (those it changed).
     fn load<'k>(
         &self,
         side: u8,
         keys: impl Iterator<Item = &'k Vec<u8>>,
-        cx: &StepContext,
+        cx: &mut StepContext,
     ) -> Result<HashMap<Vec<u8>, Arrangement>> {
-        let mut unique: Vec<Vec<u8>> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut unique: HashMap<Vec<u8>, Arrangement> = HashMap::new();
         for key in keys {
-            if seen.insert(key.as_slice()) {
-                unique.push(key.clone());
+            if !unique.contains_key(key) {
+                unique.insert(key.clone(), Arrangement::default());
             }
         }
-        let stored_keys: Vec<Vec<u8>> = unique.iter().map(|k| self.arrangement_key(side, k)).collect();
+        let stored_keys: Vec<Vec<u8>> = unique.keys().map(|k| self.arrangement_key(side, k)).collect();
+        let key_refs: Vec<&[u8]> = stored_keys.iter().map(Vec::as_slice).collect();
         let schema = self.side_schema(side);
-        unique
-            .into_iter()
-            .zip(cx.get_many(CF_STATE, &stored_keys)?)
-            .map(|(key, value)| Ok((key, Arrangement::decode(value.as_deref(), schema)?)))
-            .collect()
-    }
-
-    fn totals(&self, cx: &StepContext) -> Result<(i64, i64)> {
-        let mut k = self.prefix.clone();
-        k.push(TOTALS);
-        Ok(match cx.get(CF_STATE, &k)? {
-            Some(v) => {
-                let mut r = ByteReader::new(&v);
-                (r.i64()?, r.i64()?)
+        let mut table = if side == LEFT { self.lefts.open(cx)? } else { self.rights.open(cx)? };
+        table.load(cx, &key_refs, |bytes| Arrangement::decode(Some(bytes), schema))?;
+        for ((_, arrangement), stored_key) in unique.iter_mut().zip(&stored_keys) {
+            if let Some(held) = table.get(stored_key) {
+                arrangement.entries.clone_from(&held.entries);
             }
-            None => (0, 0),
-        })
+        }
+        Ok(unique)
     }
 
-    fn set_totals(&self, (total, nulls): (i64, i64), cx: &mut StepContext) {
+    fn totals(&self, cx: &mut StepContext) -> Result<(i64, i64)> {
+        let key = self.totals_key();
+        let mut table = self.totals.open(cx)?;
+        table.load(cx, &[&key], Totals::decode)?;
+        Ok(table.get(&key).map_or((0, 0), |t| (t.total, t.nulls)))
+    }
+
+    fn set_totals(&self, (total, nulls): (i64, i64), cx: &mut StepContext) -> Result<()> {
+        let mut table = self.totals.open(cx)?;
+        let totals = Totals { total, nulls };
+        table.set(cx, self.totals_key(), (totals != Totals::default()).then_some(totals));
+        Ok(())
+    }
+
+    fn totals_key(&self) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.push(TOTALS);
-        let mut w = ByteWriter::default();
-        w.i64(total).i64(nulls);
-        cx.put(CF_STATE, k, w.0);
+        k
+    }
+
+    /// The join's state held in memory, for checkpoints and the state budget.
+    pub fn state_tables(&self) -> [&dyn CheckpointedState; 3] {
+        [&self.lefts, &self.rights, &self.totals]
     }
 }
 
@@ -645,6 +718,20 @@ mod tests {
             vec![("NULL".into(), -1)],
             "a NULL left value is unknown once the set is not empty"
         );
+        // From here on the left rows are only in RocksDB (checkpointed, then evicted):
+        // the steps that must see every left row read them back.
+        cx.end(true);
+        let mut state = Vec::new();
+        for table in j.state_tables() {
+            table.changed_entries(&mut state).unwrap();
+        }
+        store.checkpoint(&[], &state).unwrap();
+        for table in j.state_tables() {
+            table.checkpointed();
+            table.evict_clean();
+            assert_eq!(table.bytes().resident, 0);
+        }
+        let mut cx = StepContext::new(&store, Timestamp(0));
         let out = j.step(delta(&l, &[]), delta(&r, &[(None, 1, 1)]), &mut cx).unwrap();
         assert_eq!(keys(&out), vec![("a".into(), -1)], "a NULL in the set makes every row unknown");
         let out = j.step(delta(&l, &[]), delta(&r, &[(None, 1, -1), (Some("z"), 1, -1)]), &mut cx).unwrap();

@@ -237,6 +237,45 @@ impl<V: TableValue> TableStep<'_, V> {
         Ok(())
     }
 
+    /// Makes every key under `prefix` (within the table's own) that has state resident,
+    /// reading from the store those the table may not hold (one scan), and returns them
+    /// with their values. For the rare step that must see all of an operator's state
+    /// (NOT IN when its right side's NULL status changes).
+    pub fn load_prefix(
+        &mut self,
+        cx: &mut StepContext,
+        prefix: &[u8],
+        decode: impl Fn(&[u8]) -> Result<V>,
+    ) -> Result<Vec<(&[u8], &V)>> {
+        if self.inner.complete.is_none() {
+            let complete = self.store_holds_nothing(cx)?;
+            self.inner.complete = Some(complete);
+        }
+        if self.inner.complete != Some(true) {
+            for (key, bytes) in cx.scan_prefix(self.family, prefix)? {
+                if self.inner.entries.contains_key(&key) {
+                    continue;
+                }
+                let value = Some(decode(&bytes)?);
+                let mark = cx.next_mark();
+                let size = entry_bytes(&key, &value);
+                let entry = Entry { value, changed: false, recorded: mark, used: true, stored: true, size };
+                self.inner.replace(key.clone(), Some(entry));
+                self.inner.undo.push((mark, key, None));
+            }
+        }
+        Ok(self
+            .inner
+            .entries
+            .iter_mut()
+            .filter(|(key, entry)| key.starts_with(prefix) && entry.value.is_some())
+            .filter_map(|(key, entry)| {
+                entry.used = true;
+                Some((key.as_slice(), entry.value.as_ref()?))
+            })
+            .collect())
+    }
+
     /// Whether neither the store nor the step holds anything under the table's prefix.
     fn store_holds_nothing(&self, cx: &StepContext) -> Result<bool> {
         let written = cx
