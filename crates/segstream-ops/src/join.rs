@@ -31,7 +31,7 @@ use segstream_sql::plan::JoinKind;
 use segstream_state::codec::{
     decode_row, encode_row, encode_sortable, row_values, rows_to_batch, ByteReader, ByteWriter,
 };
-use segstream_state::CF_STATE;
+use segstream_state::{KeyHash, CF_STATE};
 use segstream_types::{DeltaBatch, Error, Result};
 
 use crate::context::StepContext;
@@ -184,6 +184,9 @@ struct Touched {
     matches: i64,
     null_keyed: bool,
 }
+
+/// A step's working copies of one side's arrangements, by join key.
+type Arrangements = HashMap<Vec<u8>, Arrangement, KeyHash>;
 
 /// A left row: its join key (the arrangement's) and its stored bytes.
 type LeftRowId = (Vec<u8>, Vec<u8>);
@@ -385,8 +388,8 @@ impl Join {
         &self,
         right: &DeltaBatch,
         keys: &[Option<Vec<u8>>],
-        lefts: &mut HashMap<Vec<u8>, Arrangement>,
-        rights: &mut HashMap<Vec<u8>, Arrangement>,
+        lefts: &mut Arrangements,
+        rights: &mut Arrangements,
         (total, nulls): &mut (i64, i64),
         out: &mut Output,
         touched: &mut BTreeMap<LeftRowId, Touched>,
@@ -406,7 +409,11 @@ impl Join {
                 *nulls += w;
                 continue;
             };
-            rights.entry(key.clone()).or_default().add(encode_row(row)?, row, w, None);
+            // Loaded for every key of the step's rows.
+            match rights.get_mut(key) {
+                Some(arrangement) => arrangement.add(encode_row(row)?, row, w, None),
+                None => rights.entry(key.clone()).or_default().add(encode_row(row)?, row, w, None),
+            }
             let Some(arrangement) = lefts.get_mut(key) else { continue };
             for left in &mut arrangement.entries {
                 if !holds.next().unwrap_or(false) {
@@ -434,8 +441,8 @@ impl Join {
         &self,
         left: &DeltaBatch,
         keys: &[Option<Vec<u8>>],
-        lefts: &mut HashMap<Vec<u8>, Arrangement>,
-        rights: &HashMap<Vec<u8>, Arrangement>,
+        lefts: &mut Arrangements,
+        rights: &Arrangements,
         out: &mut Output,
         touched: &mut BTreeMap<LeftRowId, Touched>,
     ) -> Result<()> {
@@ -545,8 +552,9 @@ impl Join {
         side: u8,
         keys: impl Iterator<Item = &'k Vec<u8>>,
         cx: &mut StepContext,
-    ) -> Result<HashMap<Vec<u8>, Arrangement>> {
-        let mut unique: HashMap<Vec<u8>, Arrangement> = HashMap::new();
+    ) -> Result<Arrangements> {
+        let keys = keys.into_iter();
+        let mut unique = Arrangements::with_capacity_and_hasher(keys.size_hint().0, KeyHash::default());
         for key in keys {
             if !unique.contains_key(key) {
                 unique.insert(key.clone(), Arrangement::default());
