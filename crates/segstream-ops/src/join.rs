@@ -62,9 +62,11 @@ pub struct Join {
 /// One stored row of an arrangement.
 #[derive(Clone)]
 struct Entry {
-    /// The row as stored (`codec::encode_row`): what identifies it under its key.
+    /// The row as stored (`codec::encode_row`): what identifies it under its key. Its
+    /// values are decoded only when a step needs them (a residual condition, an output
+    /// row), which is rare next to the row's weight and match count changing, and keeps
+    /// a held row at the size of its bytes.
     bytes: Vec<u8>,
-    row: Vec<ScalarValue>,
     weight: i64,
     /// Left rows: the summed weight of matching right rows.
     matches: i64,
@@ -87,14 +89,7 @@ impl TableValue for Arrangement {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|e| {
-                std::mem::size_of::<Entry>()
-                    + e.bytes.len()
-                    + e.row.iter().map(ScalarValue::size).sum::<usize>()
-            })
-            .sum()
+        self.entries.iter().map(|e| std::mem::size_of::<Entry>() + e.bytes.capacity()).sum()
     }
 }
 
@@ -125,14 +120,13 @@ impl Totals {
 }
 
 impl Arrangement {
-    fn decode(value: Option<&[u8]>, schema: &SchemaRef) -> Result<Self> {
+    fn decode(value: Option<&[u8]>) -> Result<Self> {
         let mut entries = Vec::new();
         if let Some(value) = value {
             let mut r = ByteReader::new(value);
             while !r.is_done() {
                 let bytes = r.bytes()?.to_vec();
-                let row = decode_row(schema, &bytes)?;
-                entries.push(Entry { bytes, row, weight: r.i64()?, matches: r.i64()? });
+                entries.push(Entry { bytes, weight: r.i64()?, matches: r.i64()? });
             }
         }
         Ok(Self { entries, changed: false })
@@ -156,7 +150,7 @@ impl Arrangement {
 
     /// Adds `weight` to a row; `matches` replaces a left row's match count (right rows
     /// keep none). A row whose weight reaches zero is gone.
-    fn add(&mut self, bytes: Vec<u8>, row: &[ScalarValue], weight: i64, matches: Option<i64>) {
+    fn add(&mut self, bytes: Vec<u8>, weight: i64, matches: Option<i64>) {
         self.changed = true;
         match self.entries.binary_search_by(|e| e.bytes.as_slice().cmp(&bytes)) {
             Ok(i) => {
@@ -169,9 +163,9 @@ impl Arrangement {
                     self.entries.remove(i);
                 }
             }
-            Err(i) if weight != 0 => self
-                .entries
-                .insert(i, Entry { bytes, row: row.to_vec(), weight, matches: matches.unwrap_or(0) }),
+            Err(i) if weight != 0 => {
+                self.entries.insert(i, Entry { bytes, weight, matches: matches.unwrap_or(0) })
+            }
             Err(_) => {}
         }
     }
@@ -279,8 +273,7 @@ impl Join {
             let mut table = self.lefts.open(cx)?;
             let mut prefix = self.prefix.clone();
             prefix.push(LEFT);
-            let stored = table
-                .load_prefix(cx, &prefix, |bytes| Arrangement::decode(Some(bytes), &self.left_schema))?;
+            let stored = table.load_prefix(cx, &prefix, |bytes| Arrangement::decode(Some(bytes)))?;
             for (k, arrangement) in stored {
                 let key = k.get(prefix.len() + 4..).ok_or_else(|| Error::storage("a join key is damaged"))?;
                 for entry in &arrangement.entries {
@@ -288,7 +281,7 @@ impl Join {
                         touched.entry((key.to_vec(), entry.bytes.clone()))
                     {
                         slot.insert(Touched {
-                            row: entry.row.clone(),
+                            row: decode_row(&self.left_schema, &entry.bytes)?,
                             weight: entry.weight,
                             matches: entry.matches,
                             null_keyed: key == null_key().as_slice(),
@@ -352,10 +345,10 @@ impl Join {
             }
             for (key, rows) in rows {
                 let k = self.arrangement_key(side, &key);
-                let mut arrangement = Arrangement::decode(cx.get(CF_STATE, &k)?.as_deref(), schema)?;
+                let mut arrangement = Arrangement::decode(cx.get(CF_STATE, &k)?.as_deref())?;
                 for (bytes, weight, matches) in rows {
-                    let row = decode_row(schema, &bytes)?;
-                    arrangement.add(bytes, &row, weight, Some(matches));
+                    decode_row(schema, &bytes)?;
+                    arrangement.add(bytes, weight, Some(matches));
                 }
                 cx.put(CF_STATE, k, arrangement.encode());
             }
@@ -397,11 +390,16 @@ impl Join {
         let rows = rows_of(right)?;
         // The left rows of each key meet the step's right rows; they change only their
         // match counts, kept in `lefts` as they change.
-        let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
-            let entries = key.as_ref().and_then(|k| lefts.get(k)).map(|a| a.entries.as_slice());
-            entries.unwrap_or_default().iter().map(move |left| (left.row.as_slice(), row.as_slice()))
-        }))?;
-        let mut holds = holds.into_iter();
+        let mut pairs = Vec::new();
+        if self.residual.is_some() {
+            for (key, row) in keys.iter().zip(&rows) {
+                let entries = key.as_ref().and_then(|k| lefts.get(k)).map(|a| a.entries.as_slice());
+                for left in entries.unwrap_or_default() {
+                    pairs.push(concat(&decode_row(&self.left_schema, &left.bytes)?, row));
+                }
+            }
+        }
+        let mut holds = self.residual_holds(pairs)?.into_iter();
         for (i, row) in rows.iter().enumerate() {
             let w = right.weights[i];
             *total += w;
@@ -411,22 +409,33 @@ impl Join {
             };
             // Loaded for every key of the step's rows.
             match rights.get_mut(key) {
-                Some(arrangement) => arrangement.add(encode_row(row)?, row, w, None),
-                None => rights.entry(key.clone()).or_default().add(encode_row(row)?, row, w, None),
+                Some(arrangement) => arrangement.add(encode_row(row)?, w, None),
+                None => rights.entry(key.clone()).or_default().add(encode_row(row)?, w, None),
             }
             let Some(arrangement) = lefts.get_mut(key) else { continue };
             for left in &mut arrangement.entries {
-                if !holds.next().unwrap_or(false) {
+                if self.residual.is_some() && !holds.next().unwrap_or(false) {
                     continue;
                 }
-                touched.entry((key.clone(), left.bytes.clone())).or_insert_with(|| Touched {
-                    row: left.row.clone(),
-                    weight: left.weight,
-                    matches: left.matches,
-                    null_keyed: false,
-                });
+                let mut left_row = None;
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    touched.entry((key.clone(), left.bytes.clone()))
+                {
+                    let row = decode_row(&self.left_schema, &left.bytes)?;
+                    slot.insert(Touched {
+                        row: row.clone(),
+                        weight: left.weight,
+                        matches: left.matches,
+                        null_keyed: false,
+                    });
+                    left_row = Some(row);
+                }
                 if matches!(self.kind, JoinKind::Inner | JoinKind::LeftOuter) {
-                    out.push(concat(&left.row, row), left.weight * w);
+                    let left_row = match left_row {
+                        Some(row) => row,
+                        None => decode_row(&self.left_schema, &left.bytes)?,
+                    };
+                    out.push(concat(&left_row, row), left.weight * w);
                 }
                 left.matches += w;
                 arrangement.changed = true;
@@ -447,20 +456,26 @@ impl Join {
         touched: &mut BTreeMap<LeftRowId, Touched>,
     ) -> Result<()> {
         let rows = rows_of(left)?;
-        let holds = self.residual_holds(keys.iter().zip(&rows).flat_map(|(key, row)| {
-            let entries = key.as_ref().and_then(|k| rights.get(k)).map(|a| a.entries.as_slice());
-            entries.unwrap_or_default().iter().map(move |right| (row.as_slice(), right.row.as_slice()))
-        }))?;
-        let mut holds = holds.into_iter();
+        let mut pairs = Vec::new();
+        if self.residual.is_some() {
+            for (key, row) in keys.iter().zip(&rows) {
+                let entries = key.as_ref().and_then(|k| rights.get(k)).map(|a| a.entries.as_slice());
+                for right in entries.unwrap_or_default() {
+                    pairs.push(concat(row, &decode_row(&self.right_schema, &right.bytes)?));
+                }
+            }
+        }
+        let mut holds = self.residual_holds(pairs)?.into_iter();
         for (i, row) in rows.into_iter().enumerate() {
             let w = left.weights[i];
             let mut matches = 0;
             let entries = keys[i].as_ref().and_then(|k| rights.get(k)).map(|a| a.entries.as_slice());
             for right in entries.unwrap_or_default() {
-                if holds.next().unwrap_or(false) {
+                if self.residual.is_none() || holds.next().unwrap_or(false) {
                     matches += right.weight;
                     if matches!(self.kind, JoinKind::Inner | JoinKind::LeftOuter) {
-                        out.push(concat(&row, &right.row), w * right.weight);
+                        let right_row = decode_row(&self.right_schema, &right.bytes)?;
+                        out.push(concat(&row, &right_row), w * right.weight);
                     }
                 }
             }
@@ -473,7 +488,7 @@ impl Join {
                 let (weight, old_matches) = arrangement.counts(&bytes);
                 slot.insert(Touched { row: row.clone(), weight, matches: old_matches, null_keyed });
             }
-            arrangement.add(bytes, &row, w, Some(matches));
+            arrangement.add(bytes, w, Some(matches));
         }
         Ok(())
     }
@@ -488,14 +503,10 @@ impl Join {
 
     /// Whether the residual condition holds for each (left row, right row) pair: the
     /// step's pairs in one batch, evaluated once.
-    fn residual_holds<'r>(
-        &self,
-        pairs: impl Iterator<Item = (&'r [ScalarValue], &'r [ScalarValue])>,
-    ) -> Result<Vec<bool>> {
+    fn residual_holds(&self, rows: Vec<Vec<ScalarValue>>) -> Result<Vec<bool>> {
         let Some(residual) = &self.residual else {
-            return Ok(pairs.map(|_| true).collect());
+            return Ok(Vec::new());
         };
-        let rows: Vec<Vec<ScalarValue>> = pairs.map(|(left, right)| concat(left, right)).collect();
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -562,9 +573,8 @@ impl Join {
         }
         let stored_keys: Vec<Vec<u8>> = unique.keys().map(|k| self.arrangement_key(side, k)).collect();
         let key_refs: Vec<&[u8]> = stored_keys.iter().map(Vec::as_slice).collect();
-        let schema = self.side_schema(side);
         let mut table = if side == LEFT { self.lefts.open(cx)? } else { self.rights.open(cx)? };
-        table.load(cx, &key_refs, |bytes| Arrangement::decode(Some(bytes), schema))?;
+        table.load(cx, &key_refs, |bytes| Arrangement::decode(Some(bytes)))?;
         for ((_, arrangement), stored_key) in unique.iter_mut().zip(&stored_keys) {
             if let Some(held) = table.get(stored_key) {
                 arrangement.entries.clone_from(&held.entries);
