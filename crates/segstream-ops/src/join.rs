@@ -17,8 +17,8 @@
 //! cross zero.
 //!
 //! The arrangements are held in memory as typed values (each side a [`StateTable`]):
-//! a step reads a key's rows without decoding them and writes back only the keys it
-//! changed, which reach RocksDB at the next checkpoint.
+//! a step reads a key's rows and their counts without a store read and writes back only
+//! the keys it changed, which reach RocksDB at the next checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -73,8 +73,8 @@ struct Entry {
 }
 
 /// The rows one side holds under one join key, kept in state as one value: a key with
-/// no rows is a point look-up (answered by the hot-state cache or a Bloom filter), not
-/// an iterator seek, and a step rewrites each key it changes once.
+/// no rows is a point look-up in the side's table (a RocksDB read only when the table
+/// may not hold it), not an iterator seek, and a step rewrites each key it changes once.
 #[derive(Default, Clone)]
 struct Arrangement {
     /// In order of their stored bytes.
@@ -347,6 +347,7 @@ impl Join {
                 let k = self.arrangement_key(side, &key);
                 let mut arrangement = Arrangement::decode(cx.get(CF_STATE, &k)?.as_deref())?;
                 for (bytes, weight, matches) in rows {
+                    // Checked here, as before: a damaged row stops the upgrade.
                     decode_row(schema, &bytes)?;
                     arrangement.add(bytes, weight, Some(matches));
                 }
@@ -564,7 +565,6 @@ impl Join {
         keys: impl Iterator<Item = &'k Vec<u8>>,
         cx: &mut StepContext,
     ) -> Result<Arrangements> {
-        let keys = keys.into_iter();
         let mut unique = Arrangements::with_capacity_and_hasher(keys.size_hint().0, KeyHash::default());
         for key in keys {
             if !unique.contains_key(key) {

@@ -208,11 +208,7 @@ impl<V: TableValue> TableStep<'_, V> {
         keys: &[&[u8]],
         decode: impl Fn(&[u8]) -> Result<V>,
     ) -> Result<()> {
-        if self.inner.complete.is_none() {
-            let complete = self.store_holds_nothing(cx)?;
-            self.inner.complete = Some(complete);
-        }
-        if self.inner.complete == Some(true) {
+        if self.holds_everything(cx)? {
             return Ok(());
         }
         let missing: Vec<Vec<u8>> =
@@ -223,18 +219,32 @@ impl<V: TableValue> TableStep<'_, V> {
         let stored = cx.get_many(self.family, &missing)?;
         for (key, bytes) in missing.into_iter().zip(stored) {
             let value = bytes.map(|b| decode(&b)).transpose()?;
-            // Recorded like a change: what was read may include the step's own writes,
-            // so a step taken back must not leave it behind.
-            let mark = cx.next_mark();
-            // Read as absent, the key may still be in RocksDB under a deletion the step
-            // or the held writes made: that deletion reaches RocksDB by itself.
-            let stored = value.is_some();
-            let size = entry_bytes(&key, &value);
-            let entry = Entry { value, changed: false, recorded: mark, used: true, stored, size };
-            self.inner.replace(key.clone(), Some(entry));
-            self.inner.undo.push((mark, key, None));
+            self.hold_read(cx, key, value);
         }
         Ok(())
+    }
+
+    /// Whether the table holds every key that has state (found out on first use).
+    fn holds_everything(&mut self, cx: &StepContext) -> Result<bool> {
+        if self.inner.complete.is_none() {
+            let complete = self.store_holds_nothing(cx)?;
+            self.inner.complete = Some(complete);
+        }
+        Ok(self.inner.complete == Some(true))
+    }
+
+    /// Holds what was read from the store for `key` (`None`: absent), unchanged.
+    fn hold_read(&mut self, cx: &mut StepContext, key: Vec<u8>, value: Option<V>) {
+        // Recorded like a change: what was read may include the step's own writes, so a
+        // step taken back must not leave it behind.
+        let mark = cx.next_mark();
+        // Read as absent, the key may still be in RocksDB under a deletion the step or
+        // the held writes made: that deletion reaches RocksDB by itself.
+        let stored = value.is_some();
+        let size = entry_bytes(&key, &value);
+        let entry = Entry { value, changed: false, recorded: mark, used: true, stored, size };
+        self.inner.replace(key.clone(), Some(entry));
+        self.inner.undo.push((mark, key, None));
     }
 
     /// Makes every key under `prefix` (within the table's own) that has state resident,
@@ -247,21 +257,12 @@ impl<V: TableValue> TableStep<'_, V> {
         prefix: &[u8],
         decode: impl Fn(&[u8]) -> Result<V>,
     ) -> Result<Vec<(&[u8], &V)>> {
-        if self.inner.complete.is_none() {
-            let complete = self.store_holds_nothing(cx)?;
-            self.inner.complete = Some(complete);
-        }
-        if self.inner.complete != Some(true) {
+        if !self.holds_everything(cx)? {
             for (key, bytes) in cx.scan_prefix(self.family, prefix)? {
-                if self.inner.entries.contains_key(&key) {
-                    continue;
+                if !self.inner.entries.contains_key(&key) {
+                    let value = decode(&bytes)?;
+                    self.hold_read(cx, key, Some(value));
                 }
-                let value = Some(decode(&bytes)?);
-                let mark = cx.next_mark();
-                let size = entry_bytes(&key, &value);
-                let entry = Entry { value, changed: false, recorded: mark, used: true, stored: true, size };
-                self.inner.replace(key.clone(), Some(entry));
-                self.inner.undo.push((mark, key, None));
             }
         }
         Ok(self
