@@ -89,6 +89,8 @@ pub struct CheckpointTotals {
     pub checkpoints: u64,
     /// Entries (puts, deletes, range deletes) written to RocksDB by them.
     pub entries: u64,
+    /// Of them, per column family (`segstream_state::FAMILIES` order).
+    pub entries_by_family: [u64; segstream_state::FAMILIES.len()],
     pub bytes: u64,
     /// Journal records replayed at open (or at a restart after a failed journal write).
     pub replayed: u64,
@@ -251,6 +253,9 @@ impl Engine {
         if let Ok(mut totals) = self.checkpoint_totals.lock() {
             totals.checkpoints += 1;
             totals.entries += stats.entries;
+            for (total, n) in totals.entries_by_family.iter_mut().zip(stats.by_family) {
+                *total += n;
+            }
             totals.bytes += stats.bytes;
         }
         Ok(stats)

@@ -51,7 +51,8 @@ pub const CF_STATE: &str = "state";
 pub const CF_TIMERS: &str = "timers";
 pub const CF_MEMBERS: &str = "members";
 pub const CF_CHANGES: &str = "changes";
-const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, CF_MEMBERS, CF_CHANGES];
+/// Every column family, in the order [`CheckpointStats::by_family`] counts them.
+pub const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, CF_MEMBERS, CF_CHANGES];
 /// The families read and written by key on hot paths (`meta`, `state`, `members`, as
 /// indices into [`FAMILIES`]): held in hash maps until a checkpoint (see [`dirty`]).
 const HASHED_FAMILIES: [usize; 3] = [1, 3, 5];
@@ -743,10 +744,12 @@ impl Store {
                     for (start, end) in ranges {
                         batch.delete_range_cf(cf, start, end);
                         stats.entries += 1;
+                        stats.by_family[f] += 1;
                         cleared.push(f);
                     }
                     for (key, value) in entries {
                         stats.entries += 1;
+                        stats.by_family[f] += 1;
                         stats.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
                         match value {
                             Some(value) => batch.put_cf(cf, key, value),
@@ -757,6 +760,9 @@ impl Store {
                 for (name, key, value) in operator_state {
                     let cf = family(db, name)?;
                     stats.entries += 1;
+                    if let Some(f) = FAMILIES.iter().position(|n| n == name) {
+                        stats.by_family[f] += 1;
+                    }
                     stats.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
                     match value {
                         Some(value) => batch.put_cf(cf, key, value),
@@ -1006,6 +1012,8 @@ fn write_batch(db: &DB, ops: &[BatchOp]) -> Result<WriteBatch> {
 pub struct CheckpointStats {
     /// Keys written or deleted, and ranges deleted.
     pub entries: u64,
+    /// Of them, per family (in [`FAMILIES`] order): where a checkpoint's volume comes from.
+    pub by_family: [u64; FAMILIES.len()],
     /// Bytes of keys and values written.
     pub bytes: u64,
 }

@@ -11,6 +11,7 @@
 //! SEGSTREAM_BENCH_STORAGE_FLOOR=1 cargo bench -p segstream --bench throughput # + storage alone
 //! SEGSTREAM_BENCH_STORAGE_FLOOR=families cargo bench -p segstream --bench throughput # + per family
 //! SEGSTREAM_BENCH_JOURNAL_FLOOR=1 cargo bench -p segstream --bench throughput  # + the journal alone
+//! SEGSTREAM_BENCH_STATE_MIB=2048 cargo bench -p segstream --bench throughput     # another state budget
 //! ```
 //!
 //! Durability is the journal: every ingest call and clock advance is a journal record,
@@ -78,8 +79,15 @@ fn main() {
     let events = env("SEGSTREAM_BENCH_EVENTS", 200_000);
     let batch = env("SEGSTREAM_BENCH_BATCH", 1000) as usize;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut engine =
-        Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("engine opens");
+    // The state budget (`serve --state-cache-mib`); the engine's default unless given.
+    let options = |dir: &std::path::Path| {
+        let options = EngineOptions::new(dir).with_clock(ClockMode::Manual);
+        match std::env::var("SEGSTREAM_BENCH_STATE_MIB").ok().and_then(|v| v.parse::<usize>().ok()) {
+            Some(mib) => options.with_state_cache_bytes(mib << 20),
+            None => options,
+        }
+    };
+    let mut engine = Engine::open(options(dir.path())).expect("engine opens");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime
         .block_on(engine.execute(include_str!("../../../sql-examples/workload/schema.sql")))
@@ -138,6 +146,8 @@ fn main() {
     let (records_before, bytes_before, syncs_before) =
         (journal.last().expect("journal position"), journal.bytes_written(), journal.syncs());
     let direct_before = engine.rocksdb_writes_outside_checkpoints();
+    // The setup's checkpoints (segments created, profiles loaded) are not the run's.
+    let checkpoints_before = engine.checkpoint_totals();
     let started = Instant::now();
     let cpu_started = process_cpu_seconds();
     let mut generating = std::time::Duration::ZERO;
@@ -163,6 +173,15 @@ fn main() {
     let passes = engine.timer_pass_stats();
     let run_writes = engine.take_recorded_store_writes().expect("recorded run");
     let checkpoints = engine.checkpoint_totals();
+    let run_checkpoints = checkpoints.checkpoints - checkpoints_before.checkpoints;
+    let run_entries = checkpoints.entries - checkpoints_before.entries;
+    let run_checkpoint_bytes = checkpoints.bytes - checkpoints_before.bytes;
+    let entries_per_family: Vec<String> = segstream_state::FAMILIES
+        .iter()
+        .zip(checkpoints.entries_by_family.iter().zip(checkpoints_before.entries_by_family))
+        .filter(|(_, (after, before))| **after > *before)
+        .map(|(family, (after, before))| format!("{family} {:.2}", (after - before) as f64 / events as f64))
+        .collect();
     let records = journal.last().expect("journal position") - records_before;
     let journal_bytes = journal.bytes_written() - bytes_before;
     let journal_syncs = journal.syncs() - syncs_before;
@@ -197,8 +216,7 @@ fn main() {
     let wal = wal_bytes(dir.path());
     let journal_on_disk = dir_bytes(&dir.path().join("journal"));
     let reopening = Instant::now();
-    let engine =
-        Engine::open(EngineOptions::new(dir.path()).with_clock(ClockMode::Manual)).expect("engine reopens");
+    let engine = Engine::open(options(dir.path())).expect("engine reopens");
     let opened = reopening.elapsed();
     let replayed = engine.checkpoint_totals().replayed;
     let member_of = engine.memberships_of("u1").expect("lookup after reopening");
@@ -206,7 +224,8 @@ fn main() {
     let recovered = reopening.elapsed();
     drop(engine);
     println!(
-        "segstream throughput: {users} users, {events} events in batches of {batch}, segments {segments:?}"
+        "segstream throughput: {users} users, {events} events in batches of {batch}, state budget {} MiB, segments {segments:?}",
+        options(dir.path()).state_cache_bytes >> 20
     );
     println!(
         "| users | events | seconds | events/s | events per CPU-second | events/s / {cores} cores | CPU cores busy | peak RSS MiB | state bytes/user | changes | rejected |"
@@ -235,12 +254,12 @@ fn main() {
         passes.retried
     );
     println!(
-        "journal: {records} records ({:.0} bytes each), {journal_syncs} syncs; checkpoints: {} ({} entries, \
-         {:.1} MiB); RocksDB writes outside checkpoints: {direct_writes} ({:.4} per event)",
+        "journal: {records} records ({:.0} bytes each), {journal_syncs} syncs; checkpoints in the run: \
+         {run_checkpoints} ({run_entries} entries, {:.1} MiB; per event: {}); RocksDB writes outside \
+         checkpoints: {direct_writes} ({:.4} per event)",
         journal_bytes as f64 / records.max(1) as f64,
-        checkpoints.checkpoints,
-        checkpoints.entries,
-        checkpoints.bytes as f64 / (1024.0 * 1024.0),
+        run_checkpoint_bytes as f64 / (1024.0 * 1024.0),
+        entries_per_family.join(", "),
         direct_writes as f64 / events as f64
     );
     println!(
