@@ -1,13 +1,13 @@
 //! Reads for services: pages of a segment's change log and of its members, one member
-//! by key, the count. Each reads RocksDB directly and in pages, so a slow subscriber or
-//! a large segment costs a bounded amount of memory.
+//! by key, the count. The change log is read from RocksDB in pages, so a slow
+//! subscriber costs a bounded amount of memory; members are read through their sink
+//! (what it holds in memory over the last checkpoint), also in pages.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use segstream_ops::membership::MembershipSink;
 use segstream_ops::StepContext;
 use segstream_state::codec::encode_key;
-use segstream_state::CF_MEMBERS;
 use segstream_types::{Error, Result};
 
 use crate::change_log::{attributes_json, key_text, log_key, ChangeLog};
@@ -54,36 +54,29 @@ impl Engine {
         self.dataflows.keys().cloned().collect()
     }
 
-    fn sink_of(&self, segment: &str) -> Result<(MembershipSink, u64, DataType)> {
-        let df = self
-            .dataflows
+    fn sink_of(&self, segment: &str) -> Result<&MembershipSink> {
+        self.dataflows
             .get(segment)
-            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))?;
-        Ok((
-            MembershipSink::new(df.output.clone(), df.log_id),
-            df.log_id,
-            df.output.field(0).data_type().clone(),
-        ))
+            .ok_or_else(|| Error::catalog(format!("no segment is named `{segment}`")))?
+            .sink()
     }
 
     /// The member with this key now, if there is one.
     pub fn member(&self, segment: &str, key: &str) -> Result<Option<MemberRecord>> {
-        let (sink, log_id, key_type) = self.sink_of(segment)?;
-        let member_key = match key_type {
+        let sink = self.sink_of(segment)?;
+        let member_key = match sink.schema().field(0).data_type() {
             DataType::Utf8 => ScalarValue::Utf8(Some(key.to_string())),
-            other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(&other) {
+            other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(other) {
                 Ok(v) if !v.is_null() => v,
                 _ => return Ok(None), // not a key of this segment's type
             },
         };
-        let mut k = log_id.to_be_bytes().to_vec();
+        let mut k = Vec::new();
         encode_key(&member_key, &mut k)?;
         let cx = StepContext::new(&self.store, self.clock.now());
-        let Some(bytes) = cx.get(CF_MEMBERS, &k)? else { return Ok(None) };
-        let (weight, row) = sink.decode_parts(&bytes)?;
-        Ok((weight > 0).then(|| MemberRecord {
-            key: key_text(&row[0]),
-            attributes: attributes_json(sink.schema(), Some(&row)),
+        Ok(sink.member(&cx, &k)?.map(|m| MemberRecord {
+            key: key_text(&m.row[0]),
+            attributes: attributes_json(sink.schema(), Some(&m.row)),
         }))
     }
 
@@ -96,52 +89,51 @@ impl Engine {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<MemberRecord>, Option<Vec<u8>>)> {
-        let (sink, log_id, _) = self.sink_of(segment)?;
-        let prefix = log_id.to_be_bytes().to_vec();
-        let mut start = prefix.clone();
-        if let Some(after) = after {
-            start.extend_from_slice(after);
-            start.push(0); // the smallest key after `after`
-        }
+        let sink = self.sink_of(segment)?;
+        let cx = StepContext::new(&self.store, self.clock.now());
         let limit = limit.max(1);
         let mut members = Vec::new();
         // The stored position of the last member returned: the next page's token.
         let mut last_returned: Option<Vec<u8>> = None;
-        let mut from = start;
+        let mut from = after.map(|a| {
+            let mut from = a.to_vec();
+            from.push(0); // the smallest key after `after`
+            from
+        });
         loop {
             // Entries of weight 0 are not members, so a page may take several reads.
-            let page = self.store.scan_range_limit(CF_MEMBERS, &from, &prefix, 256)?;
-            let Some((last_key, _)) = page.last() else { return Ok((members, None)) };
-            for (key, value) in &page {
-                let (weight, row) = sink.decode_parts(value)?;
-                if weight <= 0 {
-                    continue;
-                }
+            let (page, next) = sink.members_page(&cx, from.as_deref(), 256)?;
+            for (position, member) in page {
                 if members.len() == limit {
                     // One more member exists: the page ends with the last one returned.
                     return Ok((members, last_returned));
                 }
                 members.push(MemberRecord {
-                    key: key_text(&row[0]),
-                    attributes: attributes_json(sink.schema(), Some(&row)),
+                    key: key_text(&member.row[0]),
+                    attributes: attributes_json(sink.schema(), Some(&member.row)),
                 });
-                last_returned = Some(key[prefix.len()..].to_vec());
+                last_returned = Some(position);
             }
-            from = last_key.clone();
-            from.push(0);
+            match next {
+                Some(next) => from = Some(next),
+                None => return Ok((members, None)),
+            }
         }
     }
 
     /// How many members a segment has now.
     pub fn member_count(&self, segment: &str) -> Result<u64> {
-        let (sink, log_id, _) = self.sink_of(segment)?;
-        let mut count = 0;
-        for (_, value) in self.store.scan_prefix(CF_MEMBERS, &log_id.to_be_bytes())? {
-            if sink.decode_parts(&value)?.0 > 0 {
-                count += 1;
+        let sink = self.sink_of(segment)?;
+        let cx = StepContext::new(&self.store, self.clock.now());
+        let (mut count, mut from) = (0, None);
+        loop {
+            let (page, next) = sink.members_page(&cx, from.as_deref(), 4096)?;
+            count += page.len() as u64;
+            match next {
+                Some(next) => from = Some(next),
+                None => return Ok(count),
             }
         }
-        Ok(count)
     }
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use segstream_ops::membership::members;
 use segstream_ops::state_table::CheckpointedState;
 use segstream_ops::timer_queue::{DueTimer, TimerQueue};
 use segstream_ops::{ChangeKind, MemberChange, SegmentDataflow, StepContext, StepInput};
@@ -210,10 +209,12 @@ impl Engine {
             let previous = match self.dataflows.get(name) {
                 Some(old) => {
                     delete_operator_state(cx, &self.timers, old.segment_id)?;
-                    members(cx, &old.output, log_id)?
+                    old.sink()?.members(cx)?
                 }
                 None => Vec::new(),
             };
+            // The stored members go; the new sink starts empty (what the old one held in
+            // memory goes with it).
             for (key, _) in cx.scan_prefix(CF_MEMBERS, &log_id.to_be_bytes())? {
                 cx.delete(CF_MEMBERS, key);
             }
@@ -253,7 +254,7 @@ impl Engine {
                 // Reads nothing (constant rows only).
                 df.step(&StepInput { relations: HashMap::new(), fired: HashMap::new(), initial }, cx)?;
             }
-            let changes = diff_members(previous, members(cx, &df.output, log_id)?);
+            let changes = diff_members(previous, df.sink()?.members(cx)?);
             if !changes.is_empty() {
                 ChangeLog::new(log_id).append(&df.output, &changes, cx, None)?;
             }
@@ -307,7 +308,7 @@ impl Engine {
                     .get(name)
                     .or_else(|| self.dataflows.get(name))
                     .ok_or_else(|| Error::internal(format!("{name} is not maintained")))?;
-                rows_to_batch(&df.output, &members(cx, &df.output, df.log_id)?)?
+                rows_to_batch(&df.output, &df.sink()?.members(cx)?)?
             }
         };
         Ok(DeltaBatch::inserts(batch))
@@ -499,12 +500,9 @@ impl Engine {
                 _ => return Ok(false), // not a key of this segment's type
             },
         };
-        let mut k = df.log_id.to_be_bytes().to_vec();
+        let mut k = Vec::new();
         segstream_state::codec::encode_key(&member_key, &mut k)?;
-        match cx.get(CF_MEMBERS, &k)? {
-            Some(value) => Ok(segstream_state::codec::ByteReader::new(&value).i64()? > 0),
-            None => Ok(false),
-        }
+        Ok(df.sink()?.member(cx, &k)?.is_some())
     }
 
     /// The change log of every segment, in segment and sequence order.

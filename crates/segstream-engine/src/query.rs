@@ -21,7 +21,6 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
-use segstream_ops::membership::members;
 use segstream_ops::{SegmentDataflow, StepContext};
 use segstream_sql::ast::{ObjectKind, StatementKind};
 use segstream_sql::planner::{closest, from_datafusion, session_config, SYSTEM_SCHEMA};
@@ -113,7 +112,7 @@ impl Engine {
 
     fn maintained_members(&self, relation: &Relation, df: &SegmentDataflow) -> Result<RecordBatch> {
         let cx = StepContext::new(&self.store, self.now());
-        let batch = rows_to_batch(&df.output, &members(&cx, &df.output, df.log_id)?)?;
+        let batch = rows_to_batch(&df.output, &df.sink()?.members(&cx)?)?;
         RecordBatch::try_new(Arc::clone(&relation.schema), batch.columns().to_vec())
             .map_err(|e| Error::internal(e.to_string()))
     }

@@ -211,8 +211,20 @@ impl SegmentDataflow {
         self.nodes.iter().flat_map(|(node, _, _)| match node {
             Node::Aggregate(a) => vec![a.state()],
             Node::Join(j) => j.state_tables().to_vec(),
+            Node::Membership(sink) => vec![sink.state()],
             _ => Vec::new(),
         })
+    }
+
+    /// The segment's members: where readers outside a step find them.
+    pub fn sink(&self) -> Result<&MembershipSink> {
+        self.nodes
+            .iter()
+            .find_map(|(node, _, _)| match node {
+                Node::Membership(sink) => Some(sink),
+                _ => None,
+            })
+            .ok_or_else(|| Error::internal(format!("segment {} has no membership sink", self.name)))
     }
 
     /// The relations this segment's sources read.

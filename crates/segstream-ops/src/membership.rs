@@ -1,6 +1,9 @@
 //! The membership sink: turns a segment's weighted rows into members and changes.
 //!
-//! Per member key it keeps the key's total weight and its row (key and attributes).
+//! Per member key it keeps the key's total weight and its row (key and attributes), as
+//! typed state in memory (a `StateTable`, checkpointed to the `members` family like an
+//! operator's state); readers outside a step (lookups, queries, a child segment's
+//! backfill) see it through [`MembershipSink::member`] and [`MembershipSink::members`].
 //! Within a step all deltas of a key are summed first, so flips that cancel inside one
 //! step never reach the change log. Then:
 //!
@@ -19,6 +22,7 @@ use segstream_state::{KeyHash, CF_MEMBERS};
 use segstream_types::{DeltaBatch, Result};
 
 use crate::context::StepContext;
+use crate::state_table::{CheckpointedState, Page, StateTable, TableValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -74,20 +78,39 @@ pub struct MembershipSink {
     schema: SchemaRef,
     /// `segment log id`: members live under it, across CREATE OR REPLACE.
     prefix: Vec<u8>,
+    /// The members by key (`log id | encoded member key`), held in memory as typed
+    /// values and written to the store at checkpoints, like an operator's state.
+    members: StateTable<Member>,
 }
 
 /// Distinct rows with their summed weights.
 type WeightedRows = Vec<(Vec<ScalarValue>, i64)>;
 
-/// A member as stored: its total weight and its row.
-struct Member {
-    weight: i64,
-    row: Vec<ScalarValue>,
+/// A member as held: its total weight (> 0 for a member) and its row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub weight: i64,
+    pub row: Vec<ScalarValue>,
+}
+
+impl TableValue for Member {
+    /// The stored layout: the weight, then the row (`codec::encode_row`).
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut w = ByteWriter::default();
+        w.i64(self.weight).bytes(&encode_row(&self.row)?);
+        Ok(w.0)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.row.iter().map(ScalarValue::size).sum()
+    }
 }
 
 impl MembershipSink {
     pub fn new(schema: SchemaRef, log_id: u64) -> Self {
-        Self { schema, prefix: log_id.to_be_bytes().to_vec() }
+        let prefix = log_id.to_be_bytes().to_vec();
+        let members = StateTable::new(CF_MEMBERS, prefix.clone());
+        Self { schema, prefix, members }
     }
 
     pub fn step(&self, input: DeltaBatch, cx: &mut StepContext) -> Result<Vec<MemberChange>> {
@@ -118,11 +141,14 @@ impl MembershipSink {
                 None => rows.push((row, input.weights[i])),
             }
         }
-        let stored = cx.get_many(CF_MEMBERS, &keys.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>())?;
+        drop(slot);
+        let mut members = self.members.open(cx)?;
+        let key_refs: Vec<&[u8]> = keys.iter().map(|(k, _)| k.as_slice()).collect();
+        members.load(cx, &key_refs, |bytes| self.decode(bytes))?;
+        drop(key_refs);
         let mut changes = Vec::new();
-        for ((key, mut rows), stored) in keys.into_iter().zip(stored) {
-            let absent = stored.is_none();
-            let old = stored.map(|b| self.decode(&b)).transpose()?;
+        for (key, mut rows) in keys {
+            let old = members.get(&key).cloned();
             if let Some(old) = &old {
                 match rows.iter_mut().find(|(r, _)| *r == old.row) {
                     Some((_, w)) => *w += old.weight,
@@ -147,23 +173,15 @@ impl MembershipSink {
                 _ => None,
             };
             changes.extend(change);
-            // Deltas that cancelled within the step leave the member as stored.
+            // Deltas that cancelled within the step leave the member as it was.
             if old.as_ref().is_some_and(|m| m.weight == weight && row.as_ref().is_none_or(|r| *r == m.row)) {
                 continue;
             }
-            match (weight, row.or_else(|| old.map(|m| m.row))) {
-                // Absent from the store and from the step: nothing to delete.
-                (0, _) | (_, None) if absent => {}
-                (0, _) | (_, None) => cx.delete(CF_MEMBERS, key),
-                (weight, Some(row)) => {
-                    let mut w = ByteWriter::default();
-                    w.i64(weight).bytes(&encode_row(&row)?);
-                    if absent {
-                        cx.put_absent(CF_MEMBERS, key, w.0);
-                    } else {
-                        cx.put(CF_MEMBERS, key, w.0);
-                    }
-                }
+            match (weight, row.or_else(|| old.as_ref().map(|m| m.row.clone()))) {
+                // Absent before and after the step: nothing to delete.
+                (0, _) | (_, None) if old.is_none() => {}
+                (0, _) | (_, None) => members.set(cx, key, None),
+                (weight, Some(row)) => members.set(cx, key, Some(Member { weight, row })),
             }
         }
         Ok(changes)
@@ -176,27 +194,40 @@ impl MembershipSink {
         Ok(Member { weight, row })
     }
 
-    /// A stored member's weight (> 0 for a member) and row.
-    pub fn decode_parts(&self, bytes: &[u8]) -> Result<(i64, Vec<ScalarValue>)> {
-        let member = self.decode(bytes)?;
-        Ok((member.weight, member.row))
+    /// The member held under `member_key` (encoded as `codec::encode_key`), if any, as a
+    /// reader outside a step sees it (a member of weight 0 is none).
+    pub fn member(&self, cx: &StepContext, member_key: &[u8]) -> Result<Option<Member>> {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(member_key);
+        Ok(self.members.read(cx, &key, |b| self.decode(b))?.filter(|m| m.weight > 0))
+    }
+
+    /// A page of members in key order, from the stored position `from` (a key after the
+    /// log id; `None`: the first), and where the next page starts (see
+    /// [`StateTable::read_page`]; positions are returned without the log id).
+    pub fn members_page(&self, cx: &StepContext, from: Option<&[u8]>, limit: usize) -> Result<Page<Member>> {
+        let mut start = self.prefix.clone();
+        start.extend_from_slice(from.unwrap_or_default());
+        let (page, next) = self.members.read_page(cx, &start, &self.prefix, limit, |b| self.decode(b))?;
+        let n = self.prefix.len();
+        let members =
+            page.into_iter().filter(|(_, m)| m.weight > 0).map(|(k, m)| (k[n..].to_vec(), m)).collect();
+        Ok((members, next.map(|k| k[n..].to_vec())))
+    }
+
+    /// Every current member's row, in key order.
+    pub fn members(&self, cx: &StepContext) -> Result<Vec<Vec<ScalarValue>>> {
+        let all = self.members.read_prefix(cx, &self.prefix, |b| self.decode(b))?;
+        Ok(all.into_iter().filter(|(_, m)| m.weight > 0).map(|(_, m)| m.row).collect())
+    }
+
+    /// The members, for checkpoints and the state budget.
+    pub fn state(&self) -> &dyn CheckpointedState {
+        &self.members
     }
 
     /// The segment's output schema: key first, then attributes.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
-}
-
-/// Every current member's row under a segment's log id.
-pub fn members(cx: &StepContext, schema: &SchemaRef, log_id: u64) -> Result<Vec<Vec<ScalarValue>>> {
-    let sink = MembershipSink::new(schema.clone(), log_id);
-    let mut out = Vec::new();
-    for (_, value) in cx.scan_prefix(CF_MEMBERS, &log_id.to_be_bytes())? {
-        let member = sink.decode(&value)?;
-        if member.weight > 0 {
-            out.push(member.row);
-        }
-    }
-    Ok(out)
 }

@@ -152,6 +152,10 @@ impl<V: TableValue> Inner<V> {
     }
 }
 
+/// A page of keys and values in key order, and where the next page starts (`None`: no
+/// key after these).
+pub type Page<V> = (Vec<(Vec<u8>, V)>, Option<Vec<u8>>);
+
 /// One operator's state by key. Keys are the full store keys (the operator's prefix
 /// included), so a checkpoint writes them as they are.
 pub struct StateTable<V> {
@@ -178,6 +182,90 @@ impl<V: TableValue> StateTable<V> {
             changed: 0,
         };
         Self { inner: Arc::new(Mutex::new(inner)), family, prefix }
+    }
+
+    /// A key's state as a reader outside a step sees it (a query, a member lookup): what
+    /// the table holds, else what the last checkpoint wrote. Changes nothing here.
+    pub fn read(
+        &self,
+        cx: &StepContext,
+        key: &[u8],
+        decode: impl Fn(&[u8]) -> Result<V>,
+    ) -> Result<Option<V>> {
+        {
+            let inner = self.inner.lock().map_err(|_| poisoned())?;
+            if let Some(entry) = inner.entries.get(key) {
+                return Ok(entry.value.clone());
+            }
+        }
+        cx.get(self.family, key)?.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    /// A page of the keys with state that start with `prefix`, from `from` (included),
+    /// in key order, as a reader outside a step sees them (see [`StateTable::read`]),
+    /// and where the next page starts (`None`: no key after these). A page spans the
+    /// store's next `limit` keys, overlaid with the table and the step: it may hold a few
+    /// more or fewer (even none, with a next page to read).
+    pub fn read_page(
+        &self,
+        cx: &StepContext,
+        from: &[u8],
+        prefix: &[u8],
+        limit: usize,
+        decode: impl Fn(&[u8]) -> Result<V>,
+    ) -> Result<Page<V>> {
+        let stored = cx.store().scan_range_limit(self.family, from, prefix, limit.max(1))?;
+        // The page covers keys up to the last one read from the store; with a short read,
+        // every key to the end of the prefix.
+        let last = (stored.len() >= limit.max(1)).then(|| stored.last().map(|(k, _)| k.clone())).flatten();
+        let in_page =
+            |key: &[u8]| key >= from && key.starts_with(prefix) && last.as_deref().is_none_or(|l| key <= l);
+        let mut page: std::collections::BTreeMap<Vec<u8>, Option<V>> = std::collections::BTreeMap::new();
+        {
+            // What the table holds wins: the entries changed since the checkpoint, and
+            // the clean ones, which equal what the store holds.
+            let inner = self.inner.lock().map_err(|_| poisoned())?;
+            for (key, entry) in inner.entries.iter().filter(|(k, _)| in_page(k)) {
+                page.insert(key.clone(), entry.value.clone());
+            }
+        }
+        // Then the step's own writes (a rebuild deletes the stored members first), then
+        // the store.
+        for (key, bytes) in cx.written_from(self.family, from).take_while(|(k, _)| in_page(k)) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = page.entry(key.to_vec()) {
+                slot.insert(bytes.map(&decode).transpose()?);
+            }
+        }
+        for (key, bytes) in stored {
+            if let std::collections::btree_map::Entry::Vacant(slot) = page.entry(key) {
+                slot.insert(Some(decode(&bytes)?));
+            }
+        }
+        let next = last.map(|mut l| {
+            l.push(0); // the smallest key after the page's last
+            l
+        });
+        Ok((page.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(), next))
+    }
+
+    /// Every key with state under `prefix`, in key order, as a reader outside a step sees
+    /// them (see [`StateTable::read`]).
+    pub fn read_prefix(
+        &self,
+        cx: &StepContext,
+        prefix: &[u8],
+        decode: impl Fn(&[u8]) -> Result<V>,
+    ) -> Result<Vec<(Vec<u8>, V)>> {
+        let mut out = Vec::new();
+        let mut from = prefix.to_vec();
+        loop {
+            let (page, next) = self.read_page(cx, &from, prefix, 4096, &decode)?;
+            out.extend(page);
+            match next {
+                Some(next) => from = next,
+                None => return Ok(out),
+            }
+        }
     }
 
     /// The table for one operator's part of a step: registers it with the step's
@@ -522,5 +610,61 @@ mod tests {
         assert_eq!(value(&fresh, &store, b"\x07a"), None);
         assert_eq!(fresh.inner.lock().unwrap().complete, Some(true));
         assert_eq!(table.inner.lock().unwrap().complete, Some(false));
+    }
+
+    /// Readers outside a step see the table over the last checkpoint: entries changed
+    /// since it (set or deleted), evicted ones from the store, the step's own deletes,
+    /// page by page in key order.
+    #[test]
+    fn readers_see_the_table_over_the_checkpoint_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.hold_writes_in_memory();
+        let table = StateTable::<Count>::new(CF_STATE, vec![9]);
+        let key = |i: u8| vec![9, b'a' + i];
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        for i in 0..6 {
+            add(&table, &mut cx, &key(i), i64::from(i) + 1);
+        }
+        cx.end(true);
+        let mut changed = Vec::new();
+        table.changed_entries(&mut changed).unwrap();
+        changed.sort();
+        store.checkpoint(&[], &changed).unwrap();
+        table.checkpointed();
+        table.evict_clean();
+        // After the checkpoint: b deleted, c changed, g new, all in memory only.
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, &key(1), -2);
+        add(&table, &mut cx, &key(2), 10);
+        add(&table, &mut cx, &key(6), 7);
+        cx.end(true);
+        let all = |cx: &StepContext| -> Vec<(Vec<u8>, i64)> {
+            table.read_prefix(cx, &[9], decode).unwrap().into_iter().map(|(k, v)| (k, v.0)).collect()
+        };
+        let cx = StepContext::new(&store, Timestamp(0));
+        let expected = vec![(key(0), 1), (key(2), 13), (key(3), 4), (key(4), 5), (key(5), 6), (key(6), 7)];
+        assert_eq!(all(&cx), expected);
+        assert_eq!(table.read(&cx, &key(1), decode).unwrap(), None, "deleted since the checkpoint");
+        assert_eq!(table.read(&cx, &key(3), decode).unwrap(), Some(Count(4)), "evicted, from the store");
+        // Pages of two store keys: every key once, in order, whatever the pages hold.
+        let mut paged = Vec::new();
+        let mut from = vec![9];
+        loop {
+            let (page, next) = table.read_page(&cx, &from, &[9], 2, decode).unwrap();
+            paged.extend(page.into_iter().map(|(k, v)| (k, v.0)));
+            match next {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        assert_eq!(paged, expected);
+        // The step's own deletion of a stored key hides it.
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        cx.delete(CF_STATE, key(3));
+        assert_eq!(all(&cx).len(), 5);
+        assert!(!all(&cx).iter().any(|(k, _)| *k == key(3)));
+        // Nothing read was kept: the table holds only what steps loaded and changed.
+        assert_eq!(table.inner.lock().unwrap().entries.len(), 3);
     }
 }
