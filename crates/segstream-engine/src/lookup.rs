@@ -125,15 +125,7 @@ impl Engine {
     pub fn member_count(&self, segment: &str) -> Result<u64> {
         let sink = self.sink_of(segment)?;
         let cx = StepContext::new(&self.store, self.clock.now());
-        let (mut count, mut from) = (0, None);
-        loop {
-            let (page, next) = sink.members_page(&cx, from.as_deref(), 4096)?;
-            count += page.len() as u64;
-            match next {
-                Some(next) => from = Some(next),
-                None => return Ok(count),
-            }
-        }
+        Ok(sink.members(&cx)?.len() as u64)
     }
 }
 

@@ -218,20 +218,48 @@ impl<V: TableValue> StateTable<V> {
         // The page covers keys up to the last one read from the store; with a short read,
         // every key to the end of the prefix.
         let last = (stored.len() >= limit.max(1)).then(|| stored.last().map(|(k, _)| k.clone())).flatten();
-        let in_page =
-            |key: &[u8]| key >= from && key.starts_with(prefix) && last.as_deref().is_none_or(|l| key <= l);
+        let page = self.overlay(cx, from, prefix, last.as_deref(), stored, decode)?;
+        let next = last.map(|mut l| {
+            l.push(0); // the smallest key after the page's last
+            l
+        });
+        Ok((page, next))
+    }
+
+    /// Every key with state under `prefix`, in key order, as a reader outside a step sees
+    /// them (see [`StateTable::read`]): one scan of the store, one pass over the table.
+    pub fn read_prefix(
+        &self,
+        cx: &StepContext,
+        prefix: &[u8],
+        decode: impl Fn(&[u8]) -> Result<V>,
+    ) -> Result<Vec<(Vec<u8>, V)>> {
+        let stored = cx.store().scan_prefix(self.family, prefix)?;
+        self.overlay(cx, prefix, prefix, None, stored, decode)
+    }
+
+    /// The keys from `from` to `last` (included; `None`: to the end of `prefix`) with
+    /// their values: what the table holds wins (the entries changed since the
+    /// checkpoint, and the clean ones, which equal the store's), then the step's own
+    /// writes (a rebuild deletes the stored members first), then `stored`.
+    fn overlay(
+        &self,
+        cx: &StepContext,
+        from: &[u8],
+        prefix: &[u8],
+        last: Option<&[u8]>,
+        stored: Vec<(Vec<u8>, Vec<u8>)>,
+        decode: impl Fn(&[u8]) -> Result<V>,
+    ) -> Result<Vec<(Vec<u8>, V)>> {
+        let in_range = |key: &[u8]| key >= from && key.starts_with(prefix) && last.is_none_or(|l| key <= l);
         let mut page: std::collections::BTreeMap<Vec<u8>, Option<V>> = std::collections::BTreeMap::new();
         {
-            // What the table holds wins: the entries changed since the checkpoint, and
-            // the clean ones, which equal what the store holds.
             let inner = self.inner.lock().map_err(|_| poisoned())?;
-            for (key, entry) in inner.entries.iter().filter(|(k, _)| in_page(k)) {
+            for (key, entry) in inner.entries.iter().filter(|(k, _)| in_range(k)) {
                 page.insert(key.clone(), entry.value.clone());
             }
         }
-        // Then the step's own writes (a rebuild deletes the stored members first), then
-        // the store.
-        for (key, bytes) in cx.written_from(self.family, from).take_while(|(k, _)| in_page(k)) {
+        for (key, bytes) in cx.written_from(self.family, from).take_while(|(k, _)| in_range(k)) {
             if let std::collections::btree_map::Entry::Vacant(slot) = page.entry(key.to_vec()) {
                 slot.insert(bytes.map(&decode).transpose()?);
             }
@@ -241,31 +269,7 @@ impl<V: TableValue> StateTable<V> {
                 slot.insert(Some(decode(&bytes)?));
             }
         }
-        let next = last.map(|mut l| {
-            l.push(0); // the smallest key after the page's last
-            l
-        });
-        Ok((page.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(), next))
-    }
-
-    /// Every key with state under `prefix`, in key order, as a reader outside a step sees
-    /// them (see [`StateTable::read`]).
-    pub fn read_prefix(
-        &self,
-        cx: &StepContext,
-        prefix: &[u8],
-        decode: impl Fn(&[u8]) -> Result<V>,
-    ) -> Result<Vec<(Vec<u8>, V)>> {
-        let mut out = Vec::new();
-        let mut from = prefix.to_vec();
-        loop {
-            let (page, next) = self.read_page(cx, &from, prefix, 4096, &decode)?;
-            out.extend(page);
-            match next {
-                Some(next) => from = next,
-                None => return Ok(out),
-            }
-        }
+        Ok(page.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
     /// The table for one operator's part of a step: registers it with the step's
