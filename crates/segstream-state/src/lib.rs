@@ -86,7 +86,8 @@ struct Handle {
     /// When a reopen was last tried, and why it failed: retried at most every
     /// [`REOPEN_INTERVAL`].
     last_reopen: Mutex<Option<(Instant, String)>>,
-    /// Hot operator state in memory (see [`read_cache`]).
+    /// Recently read and written keys of the families kept as bytes and read by key on
+    /// every step (see [`read_cache`]).
     cache: Mutex<ReadCache>,
     /// While recording ([`Store::record_writes`]): every batch written, serialized.
     recorded: Mutex<Option<Vec<Vec<u8>>>>,
@@ -1029,32 +1030,32 @@ mod tests {
         let put = |key: &[u8], value: Option<&[u8]>| {
             let mut batch = store.batch();
             match value {
-                Some(v) => batch.put(CF_STATE, key, v).unwrap(),
-                None => batch.delete(CF_STATE, key).unwrap(),
+                Some(v) => batch.put(CF_META, key, v).unwrap(),
+                None => batch.delete(CF_META, key).unwrap(),
             }
             store.write(batch).unwrap();
         };
         // A written key is read back from memory, and so is a key known to be absent.
         put(b"k1", Some(b"one"));
         let before = store.cache_stats().unwrap();
-        assert_eq!(store.get(CF_STATE, b"k1").unwrap(), Some(b"one".to_vec()));
-        assert_eq!(store.get(CF_STATE, b"nope").unwrap(), None);
-        assert_eq!(store.get(CF_STATE, b"nope").unwrap(), None);
+        assert_eq!(store.get(CF_META, b"k1").unwrap(), Some(b"one".to_vec()));
+        assert_eq!(store.get(CF_META, b"nope").unwrap(), None);
+        assert_eq!(store.get(CF_META, b"nope").unwrap(), None);
         let after = store.cache_stats().unwrap();
         assert_eq!((after.hits - before.hits, after.misses - before.misses), (2, 1));
         // Overwrites, deletions and range deletes are seen at once.
         put(b"k1", Some(b"uno"));
         assert_eq!(
-            store.multi_get(CF_STATE, &[b"k1".to_vec(), b"nope".to_vec()]).unwrap(),
+            store.multi_get(CF_META, &[b"k1".to_vec(), b"nope".to_vec()]).unwrap(),
             vec![Some(b"uno".to_vec()), None]
         );
         put(b"k1", None);
-        assert_eq!(store.get(CF_STATE, b"k1").unwrap(), None);
+        assert_eq!(store.get(CF_META, b"k1").unwrap(), None);
         put(b"k2", Some(b"two"));
         let mut batch = store.batch();
-        batch.delete_prefix(CF_STATE, b"k").unwrap();
+        batch.delete_prefix(CF_META, b"k").unwrap();
         store.write(batch).unwrap();
-        assert_eq!(store.get(CF_STATE, b"k2").unwrap(), None);
+        assert_eq!(store.get(CF_META, b"k2").unwrap(), None);
 
         // Far more keys than the budget holds: memory stays bounded, every value is
         // still right (read back from RocksDB), and recent keys are hits.
@@ -1063,18 +1064,18 @@ mod tests {
         for chunk in (0..20_000u32).collect::<Vec<_>>().chunks(1000) {
             let mut batch = store.batch();
             batch
-                .write_family(CF_STATE, chunk.iter().map(|&i| (key(i), Some(i.to_le_bytes().to_vec()))))
+                .write_family(CF_META, chunk.iter().map(|&i| (key(i), Some(i.to_le_bytes().to_vec()))))
                 .unwrap();
             store.write(batch).unwrap();
         }
         assert!(store.cache_stats().unwrap().bytes <= 64 * 1024, "{:?}", store.cache_stats());
         let keys: Vec<Vec<u8>> = (0..20_000).step_by(97).map(key).collect();
-        let values = store.multi_get(CF_STATE, &keys).unwrap();
+        let values = store.multi_get(CF_META, &keys).unwrap();
         for (i, value) in (0..20_000u32).step_by(97).zip(values) {
             assert_eq!(value, Some(i.to_le_bytes().to_vec()));
         }
         let before = store.cache_stats().unwrap();
-        assert_eq!(store.get(CF_STATE, &key(19_999)).unwrap(), Some(19_999u32.to_le_bytes().to_vec()));
+        assert_eq!(store.get(CF_META, &key(19_999)).unwrap(), Some(19_999u32.to_le_bytes().to_vec()));
         assert_eq!(store.cache_stats().unwrap().hits, before.hits + 1);
         assert!(store.cache_stats().unwrap().bytes <= 64 * 1024);
     }

@@ -1,7 +1,7 @@
-//! Hot state in memory: the values of recently read and written keys of the families
-//! operators read on every step (`state`, `members`, `meta`), so a key touched again soon is not
-//! searched for in RocksDB again (a memtable search or a block read costs microseconds;
-//! a hash look-up here, tens of nanoseconds).
+//! Hot state in memory: the values of recently read and written keys of the families read
+//! by key on every step and kept as bytes (`meta`; see [`ReadCache::FAMILIES`]), so a key
+//! touched again soon is not searched for in RocksDB again (a memtable search or a block
+//! read costs microseconds; a hash look-up here, tens of nanoseconds).
 //!
 //! Bounded: each family has a fixed share of the budget, and its entries live in two
 //! generations. New and re-used entries go into the young one; when it passes half the
@@ -63,13 +63,15 @@ pub(crate) struct ReadCache {
 }
 
 impl ReadCache {
-    /// The families cached, with their share of the budget in percent: what operators
-    /// read by key on every step. Operator state is most of it; members are read for
-    /// each changed key; meta holds the change logs' sequence numbers. Rows are read by
-    /// scans (backfill, queries), change logs by position, timers by range: none by key
-    /// again soon.
-    pub(crate) const FAMILIES: [(&'static str, usize); 3] =
-        [(crate::CF_STATE, 70), (crate::CF_MEMBERS, 25), (crate::CF_META, 5)];
+    /// The families cached, with their share of the budget in percent: what is read by
+    /// key on every step and kept as bytes. Meta holds the change logs' sequence numbers
+    /// and the clock. Operator state and members are not cached: their operators hold
+    /// them as typed values (`StateTable`) and read the store only for a key they do not
+    /// hold, which a copy here would rarely have (measured: 0.04% hits at 10M users, 0.7%
+    /// with the 105 segments, while every miss filled the cache). Rows are read by scans
+    /// (backfill, queries), change logs by position, timers by range: none by key again
+    /// soon.
+    pub(crate) const FAMILIES: [(&'static str, usize); 1] = [(crate::CF_META, 100)];
 
     pub(crate) fn new(budget_bytes: usize) -> Self {
         let families = Self::FAMILIES.iter().map(|_| FamilyCache::default()).collect();
