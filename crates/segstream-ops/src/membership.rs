@@ -177,9 +177,10 @@ impl MembershipSink {
             if old.as_ref().is_some_and(|m| m.weight == weight && row.as_ref().is_none_or(|r| *r == m.row)) {
                 continue;
             }
-            match (weight, row.or_else(|| old.as_ref().map(|m| m.row.clone()))) {
+            let absent = old.is_none();
+            match (weight, row.or_else(|| old.map(|m| m.row))) {
                 // Absent before and after the step: nothing to delete.
-                (0, _) | (_, None) if old.is_none() => {}
+                (0, _) | (_, None) if absent => {}
                 (0, _) | (_, None) => members.set(cx, key, None),
                 (weight, Some(row)) => members.set(cx, key, Some(Member { weight, row })),
             }
