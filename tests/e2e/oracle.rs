@@ -1035,8 +1035,8 @@ async fn run_history(p: Params, ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
     }
     if p.tiny_cache {
-        // The state outgrew the cache, which stayed within its bytes: what was evicted
-        // was read back from RocksDB, and the comparisons above still held.
+        // The state outgrew the budget, and the hot-state cache stayed within its bytes:
+        // what was evicted was read back from RocksDB, and the comparisons above held.
         let cache = engine.state_cache_stats().map_err(fail)?;
         prop_assert!(cache.bytes <= TINY_CACHE_BYTES, "cache over budget: {:?}", cache);
     }
