@@ -3,11 +3,8 @@
 //! subscriber costs a bounded amount of memory; members are read through their sink
 //! (what it holds in memory over the last checkpoint), also in pages.
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
 use segstream_ops::membership::MembershipSink;
 use segstream_ops::StepContext;
-use segstream_state::codec::encode_key;
 use segstream_types::{Error, Result};
 
 use crate::change_log::{attributes_json, key_text, log_key, ChangeLog};
@@ -64,17 +61,8 @@ impl Engine {
     /// The member with this key now, if there is one.
     pub fn member(&self, segment: &str, key: &str) -> Result<Option<MemberRecord>> {
         let sink = self.sink_of(segment)?;
-        let member_key = match sink.schema().field(0).data_type() {
-            DataType::Utf8 => ScalarValue::Utf8(Some(key.to_string())),
-            other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(other) {
-                Ok(v) if !v.is_null() => v,
-                _ => return Ok(None), // not a key of this segment's type
-            },
-        };
-        let mut k = Vec::new();
-        encode_key(&member_key, &mut k)?;
         let cx = StepContext::new(&self.store, self.clock.now());
-        Ok(sink.member(&cx, &k)?.map(|m| MemberRecord {
+        Ok(sink.member_by_text(&cx, key)?.map(|m| MemberRecord {
             key: key_text(&m.row[0]),
             attributes: attributes_json(sink.schema(), Some(&m.row)),
         }))

@@ -493,16 +493,7 @@ impl Engine {
 
     /// Whether `key` (as text) is a member of the segment, as `cx` sees the store.
     pub(crate) fn is_member_in(&self, cx: &StepContext, df: &SegmentDataflow, key: &str) -> Result<bool> {
-        let member_key = match df.output.field(0).data_type() {
-            datafusion::arrow::datatypes::DataType::Utf8 => ScalarValue::Utf8(Some(key.to_string())),
-            other => match ScalarValue::Utf8(Some(key.to_string())).cast_to(other) {
-                Ok(v) if !v.is_null() => v,
-                _ => return Ok(false), // not a key of this segment's type
-            },
-        };
-        let mut k = Vec::new();
-        segstream_state::codec::encode_key(&member_key, &mut k)?;
-        Ok(df.sink()?.member(cx, &k)?.is_some())
+        Ok(df.sink()?.member_by_text(cx, key)?.is_some())
     }
 
     /// The change log of every segment, in segment and sequence order.

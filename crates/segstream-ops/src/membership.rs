@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use segstream_state::codec::{decode_row, encode_key, encode_row, row_values, ByteReader, ByteWriter};
 use segstream_state::{KeyHash, CF_MEMBERS};
@@ -201,6 +201,22 @@ impl MembershipSink {
         let mut key = self.prefix.clone();
         key.extend_from_slice(member_key);
         Ok(self.members.read(cx, &key, |b| self.decode(b))?.filter(|m| m.weight > 0))
+    }
+
+    /// The member whose key, as text, is `key` (cast to the segment's key type; a text
+    /// that is no key of that type is no member), as [`MembershipSink::member`] sees it.
+    pub fn member_by_text(&self, cx: &StepContext, key: &str) -> Result<Option<Member>> {
+        let text = ScalarValue::Utf8(Some(key.to_string()));
+        let member_key = match self.schema.field(0).data_type() {
+            DataType::Utf8 => text,
+            other => match text.cast_to(other) {
+                Ok(v) if !v.is_null() => v,
+                _ => return Ok(None),
+            },
+        };
+        let mut k = Vec::new();
+        encode_key(&member_key, &mut k)?;
+        self.member(cx, &k)
     }
 
     /// A page of members in key order, from the stored position `from` (a key after the

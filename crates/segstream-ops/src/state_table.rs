@@ -530,6 +530,17 @@ mod tests {
         v
     }
 
+    /// Writes the table's changed entries to the store as a checkpoint and marks them
+    /// written; returns them (sorted) for assertions.
+    fn checkpoint(table: &StateTable<Count>, store: &Store) -> Vec<StateWrite> {
+        let mut changed = Vec::new();
+        table.changed_entries(&mut changed).unwrap();
+        changed.sort();
+        store.checkpoint(&[], &changed).unwrap();
+        table.checkpointed();
+        changed
+    }
+
     /// A failed step and a savepoint taken back leave nothing; a committed step's
     /// changes reach RocksDB at a checkpoint, and are read back after eviction.
     #[test]
@@ -559,12 +570,7 @@ mod tests {
         cx.end(true);
         assert_eq!(value(&table, &store, b"\x09a"), Some(2));
 
-        let mut changed = Vec::new();
-        table.changed_entries(&mut changed).unwrap();
-        changed.sort();
-        assert_eq!(changed.len(), 2);
-        store.checkpoint(&[], &changed).unwrap();
-        table.checkpointed();
+        assert_eq!(checkpoint(&table, &store).len(), 2);
         assert_eq!(table.bytes().changed, 0);
         table.evict_clean();
         assert_eq!(table.bytes().resident, 0);
@@ -572,11 +578,7 @@ mod tests {
         let mut cx = StepContext::new(&store, Timestamp(0));
         add(&table, &mut cx, b"\x09b", -1);
         cx.end(true);
-        let mut changed = Vec::new();
-        table.changed_entries(&mut changed).unwrap();
-        assert_eq!(changed, vec![(CF_STATE, b"\x09b".to_vec(), None)]);
-        store.checkpoint(&[], &changed).unwrap();
-        table.checkpointed();
+        assert_eq!(checkpoint(&table, &store), vec![(CF_STATE, b"\x09b".to_vec(), None)]);
         table.evict_clean();
         assert_eq!(value(&table, &store, b"\x09b"), None);
 
@@ -597,10 +599,7 @@ mod tests {
         add(&table, &mut cx, b"\x09d", 1);
         add(&table, &mut cx, b"\x09e", 1);
         cx.end(true);
-        let mut changed = Vec::new();
-        table.changed_entries(&mut changed).unwrap();
-        store.checkpoint(&[], &changed).unwrap();
-        table.checkpointed();
+        checkpoint(&table, &store);
         table.age(true);
         assert_eq!(table.inner.lock().unwrap().entries.len(), 2, "d and e were used");
         assert_eq!(value(&table, &store, b"\x09d"), Some(1));
@@ -631,11 +630,7 @@ mod tests {
             add(&table, &mut cx, &key(i), i64::from(i) + 1);
         }
         cx.end(true);
-        let mut changed = Vec::new();
-        table.changed_entries(&mut changed).unwrap();
-        changed.sort();
-        store.checkpoint(&[], &changed).unwrap();
-        table.checkpointed();
+        checkpoint(&table, &store);
         table.evict_clean();
         // After the checkpoint: b deleted, c changed, g new, all in memory only.
         let mut cx = StepContext::new(&store, Timestamp(0));
