@@ -92,6 +92,8 @@ pub struct CheckpointTotals {
     /// Of them, per column family (`segstream_state::FAMILIES` order).
     pub entries_by_family: [u64; segstream_state::FAMILIES.len()],
     pub bytes: u64,
+    /// Of them, per column family.
+    pub bytes_by_family: [u64; segstream_state::FAMILIES.len()],
     /// Journal records replayed at open (or at a restart after a failed journal write).
     pub replayed: u64,
 }
@@ -257,6 +259,9 @@ impl Engine {
                 *total += n;
             }
             totals.bytes += stats.bytes;
+            for (total, n) in totals.bytes_by_family.iter_mut().zip(stats.bytes_by_family) {
+                *total += n;
+            }
         }
         Ok(stats)
     }

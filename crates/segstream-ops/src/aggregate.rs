@@ -135,24 +135,31 @@ impl Aggregate {
         let mut out_weights = Vec::with_capacity(2 * keys.len());
         for (g, (key, first)) in keys.into_iter().zip(first_rows).enumerate() {
             let members = &rows_by_group[starts[g]..starts[g + 1]];
-            let mut state = match groups.get(&key) {
-                Some(state) => state.clone(),
-                None => {
-                    let values =
-                        groups_of_row.iter().map(|g| scalar(g, first)).collect::<Result<Vec<_>>>()?;
-                    GroupState::new(values, &self.calls)
+            // The group changes in place: its counters move, nothing is copied but what
+            // the undo log keeps of a group that existed before the step.
+            let (old_row, new_row) = groups.update(cx, &key, |slot| {
+                let state = match slot {
+                    Some(state) => state,
+                    None => {
+                        let values =
+                            groups_of_row.iter().map(|g| scalar(g, first)).collect::<Result<Vec<_>>>()?;
+                        slot.insert(GroupState::new(values, &self.calls))
+                    }
+                };
+                let old_row = if state.count > 0 { Some(self.output_row(state)?) } else { None };
+                for &i in members {
+                    let w = input.weights[i];
+                    state.count += w;
+                    for (c, acc) in state.accumulators.iter_mut().enumerate() {
+                        acc.apply_at(&args[c], i, w)?;
+                    }
                 }
-            };
-            let old_row = if state.count > 0 { Some(self.output_row(&state)?) } else { None };
-            for &i in members {
-                let w = input.weights[i];
-                state.count += w;
-                for (c, acc) in state.accumulators.iter_mut().enumerate() {
-                    acc.apply_at(&args[c], i, w)?;
+                let new_row = if state.count > 0 { Some(self.output_row(state)?) } else { None };
+                if state.count <= 0 {
+                    *slot = None;
                 }
-            }
-            let new_row = if state.count > 0 { Some(self.output_row(&state)?) } else { None };
-            groups.set(cx, key, (state.count > 0).then_some(state));
+                Ok((old_row, new_row))
+            })?;
             // Rows of different groups differ in their group values, so only a group's
             // own old and new rows can cancel: the output needs no consolidation.
             if old_row != new_row {

@@ -148,42 +148,50 @@ impl MembershipSink {
         drop(key_refs);
         let mut changes = Vec::new();
         for (key, mut rows) in keys {
-            let old = members.get(&key).cloned();
-            if let Some(old) = &old {
-                match rows.iter_mut().find(|(r, _)| *r == old.row) {
-                    Some((_, w)) => *w += old.weight,
-                    None => rows.push((old.row.clone(), old.weight)),
+            // The member changes in place (one look-up; the undo log keeps what it was).
+            let change = members.update(cx, &key, |slot| {
+                if let Some(old) = slot.as_ref() {
+                    match rows.iter_mut().find(|(r, _)| *r == old.row) {
+                        Some((_, w)) => *w += old.weight,
+                        None => rows.push((old.row.clone(), old.weight)),
+                    }
                 }
-            }
-            let weight: i64 = rows.iter().map(|(_, w)| w).sum();
-            // The member's row: the one with the largest positive weight (with
-            // attributes, planning guarantees there is one).
-            let row = rows.iter().filter(|(_, w)| *w > 0).max_by_key(|(_, w)| *w).map(|(r, _)| r.clone());
-            let was = old.as_ref().filter(|m| m.weight > 0);
-            let change = match (was, weight > 0) {
-                (None, true) => Some(MemberChange { kind: ChangeKind::Entered, old: None, new: row.clone() }),
-                (Some(m), false) => {
-                    Some(MemberChange { kind: ChangeKind::Exited, old: Some(m.row.clone()), new: None })
+                let weight: i64 = rows.iter().map(|(_, w)| w).sum();
+                // The member's row: the one with the largest positive weight (with
+                // attributes, planning guarantees there is one).
+                let row = rows.iter().filter(|(_, w)| *w > 0).max_by_key(|(_, w)| *w).map(|(r, _)| r.clone());
+                let was = slot.as_ref().filter(|m| m.weight > 0);
+                let change = match (was, weight > 0) {
+                    (None, true) => {
+                        Some(MemberChange { kind: ChangeKind::Entered, old: None, new: row.clone() })
+                    }
+                    (Some(m), false) => {
+                        Some(MemberChange { kind: ChangeKind::Exited, old: Some(m.row.clone()), new: None })
+                    }
+                    (Some(m), true) if row.as_ref() != Some(&m.row) => Some(MemberChange {
+                        kind: ChangeKind::Updated,
+                        old: Some(m.row.clone()),
+                        new: row.clone(),
+                    }),
+                    _ => None,
+                };
+                // Deltas that cancelled within the step leave the member as it was.
+                if slot
+                    .as_ref()
+                    .is_some_and(|m| m.weight == weight && row.as_ref().is_none_or(|r| *r == m.row))
+                {
+                    return Ok(change);
                 }
-                (Some(m), true) if row.as_ref() != Some(&m.row) => Some(MemberChange {
-                    kind: ChangeKind::Updated,
-                    old: Some(m.row.clone()),
-                    new: row.clone(),
-                }),
-                _ => None,
-            };
+                let absent = slot.is_none();
+                match (weight, row.or_else(|| slot.take().map(|m| m.row))) {
+                    // Absent before and after the step: nothing to delete.
+                    (0, _) | (_, None) if absent => {}
+                    (0, _) | (_, None) => *slot = None,
+                    (weight, Some(row)) => *slot = Some(Member { weight, row }),
+                }
+                Ok(change)
+            })?;
             changes.extend(change);
-            // Deltas that cancelled within the step leave the member as it was.
-            if old.as_ref().is_some_and(|m| m.weight == weight && row.as_ref().is_none_or(|r| *r == m.row)) {
-                continue;
-            }
-            let absent = old.is_none();
-            match (weight, row.or_else(|| old.map(|m| m.row))) {
-                // Absent before and after the step: nothing to delete.
-                (0, _) | (_, None) if absent => {}
-                (0, _) | (_, None) => members.set(cx, key, None),
-                (weight, Some(row)) => members.set(cx, key, Some(Member { weight, row })),
-            }
         }
         Ok(changes)
     }

@@ -389,6 +389,56 @@ impl<V: TableValue> TableStep<'_, V> {
         entry.value.as_ref()
     }
 
+    /// Changes the state of `key` (loaded first with [`TableStep::load`]) in place:
+    /// `change` gets the value (`None`: no state) and may change, replace or delete it.
+    /// One map lookup, where a read with [`TableStep::get`] and a write with
+    /// [`TableStep::set`] take two and a copy of the value to change. What the entry held
+    /// is recorded for the undo log once per step (or savepoint), before `change` runs,
+    /// so a step that fails inside `change` is taken back whole.
+    pub fn update<R>(
+        &mut self,
+        cx: &mut StepContext,
+        key: &[u8],
+        change: impl FnOnce(&mut Option<V>) -> Result<R>,
+    ) -> Result<R> {
+        let floor = cx.undo_floor();
+        let Inner { entries, undo, resident, changed, .. } = &mut *self.inner;
+        let entry = match entries.get_mut(key) {
+            Some(entry) => {
+                if entry.recorded < floor {
+                    let mark = cx.next_mark();
+                    let old = Entry { value: entry.value.clone(), ..*entry };
+                    undo.push((mark, key.to_vec(), Some(old)));
+                    entry.recorded = mark;
+                }
+                entry
+            }
+            None => {
+                // Not held, so not in RocksDB (see `set`).
+                let mark = cx.next_mark();
+                undo.push((mark, key.to_vec(), None));
+                let size = entry_bytes::<V>(key, &None);
+                *resident += size;
+                entries.entry(key.to_vec()).or_insert(Entry {
+                    value: None,
+                    changed: false,
+                    recorded: mark,
+                    used: true,
+                    stored: false,
+                    size,
+                })
+            }
+        };
+        let (old_size, was_changed) = (entry.size, entry.changed);
+        let result = change(&mut entry.value);
+        entry.size = entry_bytes(key, &entry.value);
+        entry.changed = true;
+        entry.used = true;
+        *resident = *resident + entry.size - old_size;
+        *changed = *changed + entry.size - usize::from(was_changed) * old_size;
+        result
+    }
+
     /// Sets (or with `None`, deletes) the state of `key`.
     pub fn set(&mut self, cx: &mut StepContext, key: Vec<u8>, value: Option<V>) {
         let size = entry_bytes(&key, &value);
@@ -613,6 +663,64 @@ mod tests {
         assert_eq!(value(&fresh, &store, b"\x07a"), None);
         assert_eq!(fresh.inner.lock().unwrap().complete, Some(true));
         assert_eq!(table.inner.lock().unwrap().complete, Some(false));
+    }
+
+    /// A change in place (`update`) is what a read and a write would do: created, changed
+    /// and deleted keys, memory accounted, and a failure inside it, or a step taken back
+    /// after it, leaves the entry as it was.
+    #[test]
+    fn changes_in_place_are_undone_with_their_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.hold_writes_in_memory();
+        let table = StateTable::<Count>::new(CF_STATE, vec![9]);
+        let bump = |cx: &mut StepContext, key: &[u8], n: i64| {
+            let mut t = table.open(cx).unwrap();
+            t.load(cx, &[key], decode).unwrap();
+            t.update(cx, key, |slot| {
+                let now = slot.as_ref().map_or(0, |c| c.0) + n;
+                *slot = (now != 0).then_some(Count(now));
+                Ok(now)
+            })
+            .unwrap()
+        };
+
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        assert_eq!(bump(&mut cx, b"\x09a", 2), 2);
+        assert_eq!(bump(&mut cx, b"\x09a", 3), 5, "the step sees its own change");
+        cx.end(true);
+        let held = table.bytes();
+        assert!(held.resident > 0 && held.changed == held.resident, "{held:?}");
+
+        // Failing half-way through a change: the step is taken back whole.
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        bump(&mut cx, b"\x09b", 1);
+        let mut t = table.open(&mut cx).unwrap();
+        let failed: Result<()> = t.update(&mut cx, b"\x09a", |slot| {
+            slot.as_mut().expect("held").0 = 100;
+            Err(Error::invalid_input("overflow"))
+        });
+        assert!(failed.is_err());
+        drop(t);
+        drop(cx); // a failed step is never committed
+        assert_eq!(value(&table, &store, b"\x09a"), Some(5));
+        assert_eq!(value(&table, &store, b"\x09b"), None);
+        assert_eq!(table.bytes(), held, "memory accounted as before the step");
+
+        // Deleted in place, then checkpointed and read back after eviction.
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        bump(&mut cx, b"\x09c", 4);
+        cx.end(true);
+        assert_eq!(checkpoint(&table, &store).len(), 2);
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        assert_eq!(bump(&mut cx, b"\x09a", -5), 0);
+        cx.end(true);
+        assert_eq!(checkpoint(&table, &store), vec![(CF_STATE, b"\x09a".to_vec(), None)]);
+        table.evict_clean();
+        assert_eq!(value(&table, &store, b"\x09a"), None);
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        assert_eq!(bump(&mut cx, b"\x09c", 1), 5, "read back from RocksDB, then changed");
+        cx.end(true);
     }
 
     /// Readers outside a step see the table over the last checkpoint: entries changed

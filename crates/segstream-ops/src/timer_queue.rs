@@ -154,36 +154,44 @@ impl Inner {
         }
     }
 
-    /// Adds `weight` to the timer at `key`, which is held or known absent.
+    /// Adds `weight` to the timer at `key`, which is held or known absent. One search of
+    /// the tree, whether the timer is held or new.
     fn add(&mut self, cx: &mut StepContext, key: Vec<u8>, weight: i64) {
         if weight == 0 {
             return;
         }
         let floor = cx.undo_floor();
         let size = entry_bytes(&key);
-        if let Some(timer) = self.timers.get_mut(&key) {
-            let old = *timer;
-            if old.recorded < floor {
-                timer.recorded = cx.next_mark();
+        match self.timers.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut held) => {
+                let timer = held.get_mut();
+                let old = *timer;
+                if old.recorded < floor {
+                    timer.recorded = cx.next_mark();
+                }
+                timer.weight += weight;
+                timer.changed = true;
+                let gone = timer.weight == 0 && !timer.stored;
+                let recorded = timer.recorded;
+                self.changed += usize::from(!old.changed) * size;
+                if old.recorded < floor {
+                    self.undo.push((recorded, held.key().clone(), Some(old)));
+                }
+                if gone {
+                    // Never in RocksDB: nothing to hold, nothing for a checkpoint to write.
+                    held.remove();
+                    self.resident -= size;
+                    self.changed -= size;
+                }
             }
-            timer.weight += weight;
-            timer.changed = true;
-            let gone = timer.weight == 0 && !timer.stored;
-            let recorded = timer.recorded;
-            self.changed += usize::from(!old.changed) * size;
-            if old.recorded < floor {
-                self.undo.push((recorded, key.clone(), Some(old)));
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let mark = cx.next_mark();
+                self.undo.push((mark, slot.key().clone(), None));
+                slot.insert(Timer { weight, changed: true, stored: false, recorded: mark });
+                self.resident += size;
+                self.changed += size;
             }
-            if gone {
-                // Never in RocksDB: nothing to hold, nothing for a checkpoint to write.
-                self.replace(key, None);
-            }
-            return;
         }
-        let mark = cx.next_mark();
-        let timer = Timer { weight, changed: true, stored: false, recorded: mark };
-        self.undo.push((mark, key.clone(), None));
-        self.replace(key, Some(timer));
     }
 
     /// Reads the next page of stored timers from the bound on (up to `end`, excluded)

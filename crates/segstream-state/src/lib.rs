@@ -51,6 +51,10 @@ pub const CF_STATE: &str = "state";
 pub const CF_TIMERS: &str = "timers";
 pub const CF_MEMBERS: &str = "members";
 pub const CF_CHANGES: &str = "changes";
+/// What a write batch adds to each put beyond its key and value: the record's type, the
+/// family and the two lengths (varints), with room to spare.
+const BATCH_RECORD_OVERHEAD: usize = 16;
+
 /// Every column family, in the order [`CheckpointStats::by_family`] counts them.
 pub const FAMILIES: [&str; 7] = [CF_CATALOG, CF_META, CF_ROWS, CF_STATE, CF_TIMERS, CF_MEMBERS, CF_CHANGES];
 /// The families read and written by key on hot paths (`meta`, `state`, `members`, as
@@ -737,8 +741,17 @@ impl Store {
         let mut cleared = Vec::new();
         let batch = {
             let dirty = self.handle.dirty()?;
+            // The batch's buffer sized once: grown by doubling, it copied a checkpoint's
+            // hundred-odd MiB over again on the way up.
+            let capacity = dirty.bytes()
+                + operator_state
+                    .iter()
+                    .map(|(_, key, value)| {
+                        key.len() + value.as_ref().map_or(0, Vec::len) + BATCH_RECORD_OVERHEAD
+                    })
+                    .sum::<usize>();
             self.with_db(|db| {
-                let mut batch = WriteBatch::default();
+                let mut batch = WriteBatch::with_capacity_bytes(capacity);
                 for dirty::FamilyChanges { family: f, ranges, entries } in dirty.changes() {
                     let cf = family(db, FAMILIES[f])?;
                     // Ranges first: an entry written after a range was deleted survives it.
@@ -749,9 +762,11 @@ impl Store {
                         cleared.push(f);
                     }
                     for (key, value) in entries {
+                        let bytes = (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
                         stats.entries += 1;
                         stats.by_family[f] += 1;
-                        stats.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
+                        stats.bytes += bytes;
+                        stats.bytes_by_family[f] += bytes;
                         match value {
                             Some(value) => batch.put_cf(cf, key, value),
                             None => batch.delete_cf(cf, key),
@@ -760,11 +775,13 @@ impl Store {
                 }
                 for (name, key, value) in operator_state {
                     let cf = family(db, name)?;
+                    let bytes = (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
                     stats.entries += 1;
                     if let Some(f) = FAMILIES.iter().position(|n| n == name) {
                         stats.by_family[f] += 1;
+                        stats.bytes_by_family[f] += bytes;
                     }
-                    stats.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
+                    stats.bytes += bytes;
                     match value {
                         Some(value) => batch.put_cf(cf, key, value),
                         None => batch.delete_cf(cf, key),
@@ -1017,6 +1034,8 @@ pub struct CheckpointStats {
     pub by_family: [u64; FAMILIES.len()],
     /// Bytes of keys and values written.
     pub bytes: u64,
+    /// Of them, per family.
+    pub bytes_by_family: [u64; FAMILIES.len()],
 }
 
 #[cfg(test)]

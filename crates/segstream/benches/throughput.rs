@@ -179,8 +179,16 @@ fn main() {
     let entries_per_family: Vec<String> = segstream_state::FAMILIES
         .iter()
         .zip(checkpoints.entries_by_family.iter().zip(checkpoints_before.entries_by_family))
-        .filter(|(_, (after, before))| **after > *before)
-        .map(|(family, (after, before))| format!("{family} {:.2}", (after - before) as f64 / events as f64))
+        .zip(checkpoints.bytes_by_family.iter().zip(checkpoints_before.bytes_by_family))
+        .filter(|((_, (after, before)), _)| **after > *before)
+        .map(|((family, (after, before)), (bytes_after, bytes_before))| {
+            let entries = after - before;
+            format!(
+                "{family} {:.2} of {:.0} bytes",
+                entries as f64 / events as f64,
+                (bytes_after - bytes_before) as f64 / entries as f64
+            )
+        })
         .collect();
     let records = journal.last().expect("journal position") - records_before;
     let journal_bytes = journal.bytes_written() - bytes_before;
