@@ -22,12 +22,14 @@
 //! - **Steps.** Every change a step makes is recorded with what it replaced, under a
 //!   mark from the step's context: a step that fails, or a savepoint taken back, undoes
 //!   its changes (`StepContext` calls [`StepUndo`]), so a failed step leaves no trace
-//!   here either. A committed step forgets its undo log.
+//!   here either. A committed step forgets its undo log. An entry unchanged since the
+//!   last checkpoint is not copied for the log: taking its change back drops it, and
+//!   the next step reads it back from RocksDB.
 //! - **Memory.** After a checkpoint every entry is clean; when the tables hold more
 //!   than the state budget, the engine evicts clean entries, which are read back on a
 //!   miss.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use segstream_state::{codec, KeyHash, StateWrite};
@@ -102,14 +104,28 @@ fn entry_bytes<V: TableValue>(key: &[u8], value: &Option<V>) -> usize {
     key.len() + ENTRY_OVERHEAD + value.as_ref().map_or(0, |v| std::mem::size_of::<V>() + v.heap_bytes())
 }
 
+/// What a change replaced, for the undo log.
+enum Replaced<V> {
+    /// The key was not held.
+    Nothing,
+    /// The entry as it was.
+    Entry(Entry<V>),
+    /// An entry RocksDB holds as it was (clean since the last checkpoint): taking the
+    /// change back drops it, to be read back when next needed, so the change copied
+    /// nothing.
+    Stored,
+}
+
 struct Inner<V> {
     entries: HashMap<Vec<u8>, Entry<V>, KeyHash>,
     /// Whether `entries` holds every key that has state: `None` until a step first
     /// needs to know (it depends on what the store holds under the table's prefix).
     complete: Option<bool>,
-    /// The current step's changes: its mark, the key, and the entry it replaced (`None`:
-    /// the key was not held).
-    undo: Vec<(u64, Vec<u8>, Option<Entry<V>>)>,
+    /// The current step's changes: its mark, the key, and what it replaced.
+    undo: Vec<(u64, Vec<u8>, Replaced<V>)>,
+    /// Keys a step taken back dropped while the table held every key with state
+    /// (`complete`): RocksDB has them as they were, and the next `load` reads them back.
+    read_back: HashSet<Vec<u8>, KeyHash>,
     /// Registered with the current step's context.
     in_step: bool,
     resident: usize,
@@ -132,6 +148,8 @@ impl<V: TableValue> Inner<V> {
         self.resident -= freed;
         if self.entries.len() < before {
             self.complete = Some(false);
+            // Every key the table does not hold is read from RocksDB now.
+            self.read_back.clear();
         }
     }
 
@@ -177,6 +195,7 @@ impl<V: TableValue> StateTable<V> {
             entries: HashMap::with_hasher(KeyHash::default()),
             complete: None,
             undo: Vec::new(),
+            read_back: HashSet::with_hasher(KeyHash::default()),
             in_step: false,
             resident: 0,
             changed: 0,
@@ -300,11 +319,18 @@ impl<V: TableValue> TableStep<'_, V> {
         keys: &[&[u8]],
         decode: impl Fn(&[u8]) -> Result<V>,
     ) -> Result<()> {
-        if self.holds_everything(cx)? {
+        // A table that holds every key with state reads only what a step taken back
+        // dropped.
+        let complete = self.holds_everything(cx)?;
+        if complete && self.inner.read_back.is_empty() {
             return Ok(());
         }
-        let missing: Vec<Vec<u8>> =
-            keys.iter().filter(|k| !self.inner.entries.contains_key(**k)).map(|k| k.to_vec()).collect();
+        let inner = &*self.inner;
+        let missing: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|k| !inner.entries.contains_key(**k) && (!complete || inner.read_back.contains(**k)))
+            .map(|k| k.to_vec())
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -335,8 +361,11 @@ impl<V: TableValue> TableStep<'_, V> {
         let stored = value.is_some();
         let size = entry_bytes(&key, &value);
         let entry = Entry { value, changed: false, recorded: mark, used: true, stored, size };
+        // A key read back after a step was taken back goes back to being read back if
+        // this step is taken back too.
+        let replaced = if self.inner.read_back.remove(&key) { Replaced::Stored } else { Replaced::Nothing };
         self.inner.replace(key.clone(), Some(entry));
-        self.inner.undo.push((mark, key, None));
+        self.inner.undo.push((mark, key, replaced));
     }
 
     /// Makes every key under `prefix` (within the table's own) that has state resident,
@@ -355,6 +384,14 @@ impl<V: TableValue> TableStep<'_, V> {
                     let value = decode(&bytes)?;
                     self.hold_read(cx, key, Some(value));
                 }
+            }
+        } else if !self.inner.read_back.is_empty() {
+            let keys: Vec<Vec<u8>> =
+                self.inner.read_back.iter().filter(|k| k.starts_with(prefix)).cloned().collect();
+            let stored = cx.get_many(self.family, &keys)?;
+            for (key, bytes) in keys.into_iter().zip(stored) {
+                let value = bytes.map(|b| decode(&b)).transpose()?;
+                self.hold_read(cx, key, value);
             }
         }
         Ok(self
@@ -407,8 +444,12 @@ impl<V: TableValue> TableStep<'_, V> {
             Some(entry) => {
                 if entry.recorded < floor {
                     let mark = cx.next_mark();
-                    let old = Entry { value: entry.value.clone(), ..*entry };
-                    undo.push((mark, key.to_vec(), Some(old)));
+                    let old = if entry.stored && !entry.changed {
+                        Replaced::Stored
+                    } else {
+                        Replaced::Entry(Entry { value: entry.value.clone(), ..*entry })
+                    };
+                    undo.push((mark, key.to_vec(), old));
                     entry.recorded = mark;
                 }
                 entry
@@ -416,7 +457,7 @@ impl<V: TableValue> TableStep<'_, V> {
             None => {
                 // Not held, so not in RocksDB (see `set`).
                 let mark = cx.next_mark();
-                undo.push((mark, key.to_vec(), None));
+                undo.push((mark, key.to_vec(), Replaced::Nothing));
                 let size = entry_bytes::<V>(key, &None);
                 *resident += size;
                 entries.entry(key.to_vec()).or_insert(Entry {
@@ -453,7 +494,7 @@ impl<V: TableValue> TableStep<'_, V> {
             inner.resident = inner.resident + size - old.size;
             inner.changed = inner.changed + size - usize::from(old.changed) * old.size;
             if old.recorded < floor {
-                inner.undo.push((recorded, key, Some(old)));
+                inner.undo.push((recorded, key, Replaced::Entry(old)));
             }
             return;
         }
@@ -464,7 +505,7 @@ impl<V: TableValue> TableStep<'_, V> {
         inner.resident += size;
         inner.changed += size;
         inner.entries.insert(key.clone(), entry);
-        inner.undo.push((mark, key, None));
+        inner.undo.push((mark, key, Replaced::Nothing));
     }
 }
 
@@ -472,8 +513,20 @@ impl<V: TableValue> StepUndo for Handle<V> {
     fn rollback_to(&self, mark: u64) {
         let Ok(mut inner) = self.0.lock() else { return };
         while inner.undo.last().is_some_and(|(m, _, _)| *m >= mark) {
-            if let Some((_, key, old)) = inner.undo.pop() {
-                inner.replace(key, old);
+            match inner.undo.pop() {
+                Some((_, key, Replaced::Nothing)) => {
+                    inner.replace(key, None);
+                }
+                Some((_, key, Replaced::Entry(old))) => {
+                    inner.replace(key, Some(old));
+                }
+                Some((_, key, Replaced::Stored)) => {
+                    inner.replace(key.clone(), None);
+                    if inner.complete == Some(true) {
+                        inner.read_back.insert(key);
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -712,6 +765,29 @@ mod tests {
         bump(&mut cx, b"\x09c", 4);
         cx.end(true);
         assert_eq!(checkpoint(&table, &store).len(), 2);
+
+        // A clean entry (as RocksDB has it) changed by a step taken back is dropped, not
+        // copied, and read back by the next step, which may be taken back too; the table
+        // still holds every other key without reading.
+        for _ in 0..2 {
+            let mut cx = StepContext::new(&store, Timestamp(0));
+            assert_eq!(bump(&mut cx, b"\x09c", 10), 14);
+            drop(cx);
+        }
+        assert_eq!(table.inner.lock().unwrap().complete, Some(true));
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        let mut t = table.open(&mut cx).unwrap();
+        let held: Vec<(Vec<u8>, i64)> = t
+            .load_prefix(&mut cx, &[9], decode)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.0))
+            .collect();
+        assert!(held.contains(&(b"\x09c".to_vec(), 4)), "{held:?}");
+        drop(t);
+        drop(cx);
+        assert_eq!(value(&table, &store, b"\x09c"), Some(4));
+        assert!(table.inner.lock().unwrap().read_back.is_empty());
         let mut cx = StepContext::new(&store, Timestamp(0));
         assert_eq!(bump(&mut cx, b"\x09a", -5), 0);
         cx.end(true);
