@@ -181,7 +181,8 @@ impl Aggregate {
     }
 
     fn output_row(&self, state: &GroupState) -> Result<Vec<ScalarValue>> {
-        let mut row = state.group.clone();
+        let mut row = Vec::with_capacity(self.output.fields().len());
+        row.extend_from_slice(&state.group);
         for (i, acc) in state.accumulators.iter().enumerate() {
             let field = self.output.field(self.group_by.len() + i);
             let value = acc.value(field.data_type())?;
@@ -206,7 +207,9 @@ fn scalar(array: &ArrayRef, row: usize) -> Result<ScalarValue> {
 /// One group: its values, its row count, one accumulator per aggregate call.
 #[derive(Clone)]
 struct GroupState {
-    group: Vec<ScalarValue>,
+    /// Shared: a group's values never change, so the copy the undo log keeps of a
+    /// changed group shares them.
+    group: Arc<[ScalarValue]>,
     count: i64,
     accumulators: Vec<Accumulator>,
 }
@@ -226,7 +229,7 @@ impl TableValue for GroupState {
 impl GroupState {
     fn new(group: Vec<ScalarValue>, calls: &[(AggregateFunction, bool, Vec<RowExpr>)]) -> Self {
         let accumulators = calls.iter().map(|(f, distinct, _)| Accumulator::new(*f, *distinct)).collect();
-        Self { group, count: 0, accumulators }
+        Self { group: group.into(), count: 0, accumulators }
     }
 
     fn encode(&self) -> Result<Vec<u8>> {
@@ -251,7 +254,7 @@ impl GroupState {
         if !r.is_done() {
             return Err(Error::storage("an aggregate's state is damaged"));
         }
-        Ok(Self { group, count, accumulators })
+        Ok(Self { group: group.into(), count, accumulators })
     }
 }
 

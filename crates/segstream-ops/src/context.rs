@@ -10,7 +10,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use segstream_state::codec::encode_key;
 use segstream_state::{Store, StoreBatch};
-use segstream_types::{Error, Result, Timestamp};
+use segstream_types::{DeltaBatch, Error, Result, Timestamp};
 
 use crate::state_table::StepUndo;
 
@@ -44,6 +44,20 @@ pub struct StepContext<'s> {
     /// Keys the step first wrote after finding them absent from the store
     /// ([`StepContext::put_absent`]), in order.
     absent: Vec<(&'static str, Vec<u8>)>,
+    /// Filters applied in this step, for the segments after the first that filter the
+    /// same input with the same predicate (`Filter::step`).
+    filtered: Vec<Filtered>,
+}
+
+/// One filter's input and output in a step (see [`StepContext::filtered`]).
+struct Filtered {
+    /// The predicate, as `Filter` names it (the compiled expression, columns by
+    /// position).
+    predicate: Arc<str>,
+    /// Held so that its arrays, compared by address, are not freed and reused for
+    /// another batch while the step lasts.
+    input: DeltaBatch,
+    output: DeltaBatch,
 }
 
 /// Marks of changes to typed state tables, increasing across all steps: a mark from an
@@ -81,7 +95,26 @@ impl<'s> StepContext<'s> {
             tables: Vec::new(),
             first_mark: next_mark(),
             absent: Vec::new(),
+            filtered: Vec::new(),
         }
+    }
+
+    /// What `predicate` kept of `input` earlier in this step, if another segment's
+    /// filter applied it to the very same batch (the same arrays, as a stream's batch
+    /// reaches every segment that reads it, and the same weights).
+    pub(crate) fn filtered(&self, predicate: &str, input: &DeltaBatch) -> Option<DeltaBatch> {
+        let same = |seen: &DeltaBatch| {
+            seen.rows.num_columns() == input.rows.num_columns()
+                && seen.rows.columns().iter().zip(input.rows.columns()).all(|(a, b)| Arc::ptr_eq(a, b))
+                && seen.weights == input.weights
+        };
+        self.filtered.iter().find(|f| &*f.predicate == predicate && same(&f.input)).map(|f| f.output.clone())
+    }
+
+    /// Remembers a filter's output for the rest of the step (see
+    /// [`StepContext::filtered`]).
+    pub(crate) fn remember_filtered(&mut self, predicate: Arc<str>, input: DeltaBatch, output: DeltaBatch) {
+        self.filtered.push(Filtered { predicate, input, output });
     }
 
     /// A typed state table the step changes: told at the step's end to keep or take

@@ -261,7 +261,7 @@ impl SegmentDataflow {
                 },
                 Node::Constant(rows) if input.initial => rows.clone(),
                 Node::Constant(_) => self.empty[id].clone(),
-                Node::Filter(f) => f.step(take(0)?)?.with_schema(Arc::clone(schema))?,
+                Node::Filter(f) => f.step(take(0)?, cx)?.with_schema(Arc::clone(schema))?,
                 Node::Project(p) => p.step(take(0)?)?,
                 Node::Temporal(t) => {
                     let passed = t.step(take(0)?, cx)?.with_schema(Arc::clone(schema))?;

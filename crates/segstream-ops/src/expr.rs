@@ -24,6 +24,13 @@ impl RowExpr {
         Ok(Self { physical })
     }
 
+    /// The compiled expression written out in full (its debug form: columns with their
+    /// positions, literals with their types), to tell equal expressions apart from
+    /// merely similar ones.
+    pub fn name(&self) -> String {
+        format!("{:?}", self.physical)
+    }
+
     /// One value per row of `batch`.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
         self.physical

@@ -22,7 +22,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::DFSchema;
 use segstream_sql::temporal::{TimeBound, TimeBoundKind};
 use segstream_state::codec::{
-    decode_row, encode_batch_rows, encode_instant, encode_key, encode_row, encoded_rows_to_batch, row_values,
+    decode_row_column, encode_batch_rows, encode_instant, encode_key, encode_row, encoded_rows_to_batch,
+    row_values,
 };
 use segstream_types::{DeltaBatch, Error, Result};
 
@@ -65,10 +66,9 @@ impl TemporalFilter {
     /// when the segment keeps keys apart.
     pub fn member_key_of(&self, row: &[u8]) -> Result<Option<Vec<u8>>> {
         let Some(c) = self.key_column else { return Ok(None) };
-        let values = decode_row(&self.schema, row)?;
-        let value = values.get(c).ok_or_else(|| Error::storage("a timer's row is damaged"))?;
+        let value = decode_row_column(&self.schema, row, c)?;
         let mut key = Vec::new();
-        encode_key(value, &mut key)?;
+        encode_key(&value, &mut key)?;
         Ok(Some(key))
     }
 

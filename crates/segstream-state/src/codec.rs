@@ -263,11 +263,45 @@ pub fn encode_row(values: &[ScalarValue]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One column of a row encoded by [`encode_row`], the others skipped rather than
+/// decoded: a timer's member key, read for every timer that fires.
+pub fn decode_row_column(schema: &SchemaRef, bytes: &[u8], column: usize) -> Result<ScalarValue> {
+    let mut reader = Reader { bytes, at: 0 };
+    for field in schema.fields().iter().take(column) {
+        if reader.take(1)?[0] == NULL {
+            continue;
+        }
+        let width = match field.data_type() {
+            DataType::Utf8 => u32::from_le_bytes(reader.array()?) as usize,
+            DataType::Boolean => 1,
+            DataType::Int16 => 2,
+            DataType::Int32 | DataType::Date32 | DataType::Float32 => 4,
+            DataType::Int64 | DataType::Timestamp(TimeUnit::Nanosecond, _) | DataType::Float64 => 8,
+            other => return Err(Error::internal(format!("no row encoding for {other}"))),
+        };
+        reader.take(width)?;
+    }
+    let field = schema.fields().get(column..=column).ok_or_else(corrupt)?;
+    read_values(&mut reader, field)?.pop().ok_or_else(corrupt)
+}
+
 /// Decodes a row encoded by [`encode_row`] for `schema`.
 pub fn decode_row(schema: &SchemaRef, bytes: &[u8]) -> Result<Vec<ScalarValue>> {
     let mut reader = Reader { bytes, at: 0 };
-    let mut values = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
+    let values = read_values(&mut reader, schema.fields())?;
+    if reader.at != bytes.len() {
+        return Err(corrupt());
+    }
+    Ok(values)
+}
+
+/// The values of `fields`, in order, from where `reader` is.
+fn read_values(
+    reader: &mut Reader<'_>,
+    fields: &[datafusion::arrow::datatypes::FieldRef],
+) -> Result<Vec<ScalarValue>> {
+    let mut values = Vec::with_capacity(fields.len());
+    for field in fields {
         let data_type = field.data_type();
         if reader.take(1)?[0] == NULL {
             values.push(ScalarValue::try_from(data_type).map_err(|e| Error::internal(e.to_string()))?);
@@ -291,9 +325,6 @@ pub fn decode_row(schema: &SchemaRef, bytes: &[u8]) -> Result<Vec<ScalarValue>> 
             DataType::Float64 => ScalarValue::Float64(Some(f64::from_le_bytes(reader.array()?))),
             other => return Err(Error::internal(format!("no row encoding for {other}"))),
         });
-    }
-    if reader.at != bytes.len() {
-        return Err(corrupt());
     }
     Ok(values)
 }
@@ -768,6 +799,12 @@ mod tests {
         assert_eq!(decode_row(&schema, &bytes).expect("decode"), row);
         assert!(decode_row(&schema, &bytes[..bytes.len() - 1]).is_err());
         assert!(decode_row(&schema, &[bytes.as_slice(), &[0]].concat()).is_err());
+        // One column alone, the others (text, NULL, fixed width) skipped.
+        for (column, value) in row.iter().enumerate() {
+            assert_eq!(&decode_row_column(&schema, &bytes, column).expect("column"), value);
+        }
+        assert!(decode_row_column(&schema, &bytes[..3], 3).is_err());
+        assert!(decode_row_column(&schema, &bytes, 4).is_err());
         let other = vec![
             ScalarValue::from("u2"),
             ScalarValue::Int64(Some(-4)),
