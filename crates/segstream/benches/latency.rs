@@ -21,9 +21,12 @@
 //! SEGSTREAM_BENCH_EXITS=1000 cargo bench -p segstream --bench latency
 //! ```
 
-/// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The binary's allocator, configured as it is (see `src/allocator.rs`), so the figures
+/// are the binary's.
+/// (Its unit test runs with the binary's tests, not here.)
+#[allow(dead_code, unused_imports)]
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 mod support;
 
@@ -76,6 +79,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn main() {
+    allocator::configure();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(run());
 }

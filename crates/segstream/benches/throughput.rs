@@ -29,9 +29,12 @@
 //! faster than that, short of writing less. (Recording keeps every batch in memory, so
 //! the peak RSS of such a run is not the engine's.)
 
-/// The binary's allocator (see `src/main.rs`), so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The binary's allocator, configured as it is (see `src/allocator.rs`), so the figures
+/// are the binary's.
+/// (Its unit test runs with the binary's tests, not here.)
+#[allow(dead_code, unused_imports)]
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 mod support;
 
@@ -74,6 +77,7 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn main() {
+    allocator::configure();
     // `cargo bench` passes `--bench`; nothing else is read from the command line.
     let users = env("SEGSTREAM_BENCH_USERS", 100_000) as usize;
     let events = env("SEGSTREAM_BENCH_EVENTS", 200_000);

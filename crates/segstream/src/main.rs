@@ -7,10 +7,7 @@ use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use segstream_engine::{ClockMode, Engine, EngineOptions};
 
-/// mimalloc instead of glibc's malloc: each step allocates many small keys and rows.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+mod allocator;
 mod demo;
 mod fixtures;
 mod ingest_file;
@@ -257,6 +254,7 @@ enum DemoSegments {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    allocator::configure();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
