@@ -274,6 +274,11 @@ impl Join {
             let mut prefix = self.prefix.clone();
             prefix.push(LEFT);
             let stored = table.load_prefix(cx, &prefix, |bytes| Arrangement::decode(Some(bytes)))?;
+            // The arrangements this step took out of the table are not in it: they are in
+            // `lefts`, and those of their rows not in `touched` are as before the step.
+            let taken = lefts.iter().map(|(key, a)| (self.arrangement_key(LEFT, key), a));
+            let stored: Vec<(Vec<u8>, &Arrangement)> =
+                stored.into_iter().map(|(k, a)| (k.to_vec(), a)).chain(taken).collect();
             for (k, arrangement) in stored {
                 let key = k.get(prefix.len() + 4..).ok_or_else(|| Error::storage("a join key is damaged"))?;
                 for entry in &arrangement.entries {
@@ -305,11 +310,17 @@ impl Join {
                 out.push(row, is - was);
             }
         }
+        // Every arrangement taken goes back: changed ones written, the others restored as
+        // they were. (A key that held no rows and still holds none has nothing to give.)
         for (side, arrangements) in [(LEFT, lefts), (RIGHT, rights)] {
             let mut table = if side == LEFT { self.lefts.open(cx)? } else { self.rights.open(cx)? };
-            for (key, arrangement) in arrangements.into_iter().filter(|(_, a)| a.changed) {
+            for (key, arrangement) in arrangements {
                 let k = self.arrangement_key(side, &key);
-                table.set(cx, k, (!arrangement.entries.is_empty()).then_some(arrangement));
+                if arrangement.changed {
+                    table.set(cx, k, (!arrangement.entries.is_empty()).then_some(arrangement));
+                } else if !arrangement.entries.is_empty() {
+                    table.restore(&k, arrangement);
+                }
             }
         }
         let batch = rows_to_batch(&self.output, &out.rows)?;
@@ -557,8 +568,8 @@ impl Join {
         k
     }
 
-    /// The arrangements of one side under each of `keys`, each once: the step's working
-    /// copies, written back at its end (those it changed).
+    /// The arrangements of one side under each of `keys`, each once: taken out of the
+    /// table for the step, and given back at its end (written if changed).
     fn load<'k>(
         &self,
         side: u8,
@@ -575,9 +586,11 @@ impl Join {
         let key_refs: Vec<&[u8]> = stored_keys.iter().map(Vec::as_slice).collect();
         let mut table = if side == LEFT { self.lefts.open(cx)? } else { self.rights.open(cx)? };
         table.load(cx, &key_refs, |bytes| Arrangement::decode(Some(bytes)))?;
+        // Taken out of the table, not copied: given back at the step's end, changed or
+        // not (see `step`).
         for ((_, arrangement), stored_key) in unique.iter_mut().zip(&stored_keys) {
-            if let Some(held) = table.get(stored_key) {
-                arrangement.entries.clone_from(&held.entries);
+            if let Some(held) = table.take(cx, stored_key) {
+                arrangement.entries = held.entries;
             }
         }
         Ok(unique)

@@ -480,6 +480,39 @@ impl<V: TableValue> TableStep<'_, V> {
         result
     }
 
+    /// Takes the value of `key` (loaded first with [`TableStep::load`]) out of the table
+    /// for the rest of the step, to be given back with [`TableStep::set`] if changed or
+    /// [`TableStep::restore`] if not: for an operator that works on several keys' values
+    /// at once (a join's arrangements). The undo log records what the entry held, copying
+    /// nothing for an entry unchanged since the last checkpoint, so a step that fails
+    /// before giving the value back leaves the table as it was.
+    pub fn take(&mut self, cx: &mut StepContext, key: &[u8]) -> Option<V> {
+        let floor = cx.undo_floor();
+        let Inner { entries, undo, .. } = &mut *self.inner;
+        let entry = entries.get_mut(key)?;
+        entry.value.as_ref()?;
+        if entry.recorded < floor {
+            let mark = cx.next_mark();
+            let old = if entry.stored && !entry.changed {
+                Replaced::Stored
+            } else {
+                Replaced::Entry(Entry { value: entry.value.clone(), ..*entry })
+            };
+            undo.push((mark, key.to_vec(), old));
+            entry.recorded = mark;
+        }
+        entry.used = true;
+        entry.value.take()
+    }
+
+    /// Gives back, unchanged, a value taken with [`TableStep::take`]: the entry is as it
+    /// was (a clean one stays clean, with nothing for the next checkpoint to write).
+    pub fn restore(&mut self, key: &[u8], value: V) {
+        if let Some(entry) = self.inner.entries.get_mut(key) {
+            entry.value = Some(value);
+        }
+    }
+
     /// Sets (or with `None`, deletes) the state of `key`.
     pub fn set(&mut self, cx: &mut StepContext, key: Vec<u8>, value: Option<V>) {
         let size = entry_bytes(&key, &value);
@@ -797,6 +830,57 @@ mod tests {
         let mut cx = StepContext::new(&store, Timestamp(0));
         assert_eq!(bump(&mut cx, b"\x09c", 1), 5, "read back from RocksDB, then changed");
         cx.end(true);
+    }
+
+    /// A value taken out for a step and restored unchanged leaves a clean entry clean
+    /// (nothing for the next checkpoint); a step that fails while holding it, or after
+    /// writing it back changed, leaves the entry as it was.
+    #[test]
+    fn taken_values_come_back_restored_or_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.hold_writes_in_memory();
+        let table = StateTable::<Count>::new(CF_STATE, vec![9]);
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        add(&table, &mut cx, b"\x09a", 3);
+        cx.end(true);
+        checkpoint(&table, &store);
+
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        let mut t = table.open(&mut cx).unwrap();
+        t.load(&mut cx, &[b"\x09a", b"\x09z"], decode).unwrap();
+        assert!(t.take(&mut cx, b"\x09z").is_none(), "no state, nothing taken");
+        let taken = t.take(&mut cx, b"\x09a").expect("held");
+        assert_eq!(taken.0, 3);
+        t.restore(b"\x09a", taken);
+        drop(t);
+        cx.end(true);
+        assert_eq!(table.bytes().changed, 0, "restored as it was: still clean");
+        assert_eq!(value(&table, &store, b"\x09a"), Some(3));
+
+        // Held by a step that fails: back from RocksDB.
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        let mut t = table.open(&mut cx).unwrap();
+        t.load(&mut cx, &[b"\x09a"], decode).unwrap();
+        let _held = t.take(&mut cx, b"\x09a");
+        drop(t);
+        drop(cx);
+        assert_eq!(value(&table, &store, b"\x09a"), Some(3));
+
+        // Written back changed, then the step taken back; then changed for good.
+        for keep in [false, true] {
+            let mut cx = StepContext::new(&store, Timestamp(0));
+            let mut t = table.open(&mut cx).unwrap();
+            t.load(&mut cx, &[b"\x09a"], decode).unwrap();
+            let held = t.take(&mut cx, b"\x09a").expect("held");
+            t.set(&mut cx, b"\x09a".to_vec(), Some(Count(held.0 + 1)));
+            drop(t);
+            if keep {
+                cx.end(true);
+            }
+        }
+        assert_eq!(value(&table, &store, b"\x09a"), Some(4));
+        assert_eq!(checkpoint(&table, &store).len(), 1);
     }
 
     /// Readers outside a step see the table over the last checkpoint: entries changed
