@@ -100,6 +100,25 @@ struct Entry<V> {
     size: usize,
 }
 
+impl<V: TableValue> Entry<V> {
+    /// Records what the entry holds in the undo log before a step first changes it (once
+    /// per step or savepoint): for an entry unchanged since the last checkpoint, only that
+    /// RocksDB has it, so nothing is copied.
+    fn record_undo(&mut self, cx: &mut StepContext, key: &[u8], undo: &mut Vec<(u64, Vec<u8>, Replaced<V>)>) {
+        if self.recorded >= cx.undo_floor() {
+            return;
+        }
+        let mark = cx.next_mark();
+        let old = if self.stored && !self.changed {
+            Replaced::Stored
+        } else {
+            Replaced::Entry(Entry { value: self.value.clone(), ..*self })
+        };
+        undo.push((mark, key.to_vec(), old));
+        self.recorded = mark;
+    }
+}
+
 fn entry_bytes<V: TableValue>(key: &[u8], value: &Option<V>) -> usize {
     key.len() + ENTRY_OVERHEAD + value.as_ref().map_or(0, |v| std::mem::size_of::<V>() + v.heap_bytes())
 }
@@ -438,20 +457,10 @@ impl<V: TableValue> TableStep<'_, V> {
         key: &[u8],
         change: impl FnOnce(&mut Option<V>) -> Result<R>,
     ) -> Result<R> {
-        let floor = cx.undo_floor();
         let Inner { entries, undo, resident, changed, .. } = &mut *self.inner;
         let entry = match entries.get_mut(key) {
             Some(entry) => {
-                if entry.recorded < floor {
-                    let mark = cx.next_mark();
-                    let old = if entry.stored && !entry.changed {
-                        Replaced::Stored
-                    } else {
-                        Replaced::Entry(Entry { value: entry.value.clone(), ..*entry })
-                    };
-                    undo.push((mark, key.to_vec(), old));
-                    entry.recorded = mark;
-                }
+                entry.record_undo(cx, key, undo);
                 entry
             }
             None => {
@@ -487,20 +496,10 @@ impl<V: TableValue> TableStep<'_, V> {
     /// nothing for an entry unchanged since the last checkpoint, so a step that fails
     /// before giving the value back leaves the table as it was.
     pub fn take(&mut self, cx: &mut StepContext, key: &[u8]) -> Option<V> {
-        let floor = cx.undo_floor();
         let Inner { entries, undo, .. } = &mut *self.inner;
         let entry = entries.get_mut(key)?;
         entry.value.as_ref()?;
-        if entry.recorded < floor {
-            let mark = cx.next_mark();
-            let old = if entry.stored && !entry.changed {
-                Replaced::Stored
-            } else {
-                Replaced::Entry(Entry { value: entry.value.clone(), ..*entry })
-            };
-            undo.push((mark, key.to_vec(), old));
-            entry.recorded = mark;
-        }
+        entry.record_undo(cx, key, undo);
         entry.used = true;
         entry.value.take()
     }
