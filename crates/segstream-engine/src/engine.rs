@@ -123,6 +123,9 @@ pub struct Engine {
     /// taken and every write first restarts from the last checkpoint.
     pub(crate) broken: Option<String>,
     pub(crate) group_commit: bool,
+    /// On inside [`Engine::with_one_sync`]: steps are appended to the journal but not
+    /// synced one by one; the call syncs them together before it returns.
+    pub(crate) sync_held: bool,
     pub(crate) checkpoint_policy: CheckpointPolicy,
     pub(crate) last_checkpoint: std::sync::Mutex<std::time::Instant>,
     pub(crate) checkpoint_totals: std::sync::Mutex<CheckpointTotals>,
@@ -170,6 +173,7 @@ impl Engine {
             replayed: std::sync::Mutex::new(None),
             broken: None,
             group_commit: options.group_commit,
+            sync_held: false,
             checkpoint_policy: CheckpointPolicy {
                 every: options.checkpoint_interval,
                 bytes: (options.state_cache_bytes / 2).max(1),

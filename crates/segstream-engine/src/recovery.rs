@@ -58,6 +58,19 @@ pub(crate) enum FaultPoint {
 thread_local! {
     /// The fault a test arms; it fires once.
     pub(crate) static FAULT: std::cell::Cell<Option<FaultPoint>> = const { std::cell::Cell::new(None) };
+    /// Set when the armed fault fires: the process counts as dead from there on.
+    static FAULT_FIRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether an injected fault fired since the last call (and forgets it). A fault stands
+/// for the process dying at that point, so what a call would do after it (e.g. the sync
+/// of [`Engine::with_one_sync`] for the steps it committed before failing) is not done.
+/// Always false outside tests.
+pub(crate) fn fault_fired() -> bool {
+    #[cfg(test)]
+    return FAULT_FIRED.with(|f| f.replace(false));
+    #[cfg(not(test))]
+    false
 }
 
 /// Fails with "fault injected" when a test armed this point (never outside tests).
@@ -66,6 +79,7 @@ pub(crate) fn fault(at: FaultPoint) -> Result<()> {
     #[cfg(test)]
     if FAULT.with(|f| f.get()) == Some(at) {
         FAULT.with(|f| f.set(None));
+        FAULT_FIRED.with(|f| f.set(true));
         return Err(Error::internal(format!("fault injected: {at:?}")));
     }
     let _ = at;
@@ -385,6 +399,9 @@ mod tests {
     enum Op {
         /// Events at the clock's instant, with an idempotency key.
         Ingest(Vec<(u64, &'static str)>, String),
+        /// The clock moved forward by minutes and events at the new instant, in one call
+        /// (`Engine::ingest_at`: two steps, one sync); the string names the events.
+        IngestAt(i64, Vec<(u64, &'static str)>, String),
         Sql(String),
         /// Moves the clock forward by minutes.
         Advance(i64),
@@ -419,7 +436,13 @@ mod tests {
             ops.push(match next(10) {
                 0..=3 => {
                     let events = (0..1 + next(4)).map(|_| (next(USERS), kinds[next(5) as usize])).collect();
-                    Op::Ingest(events, format!("call-{i}"))
+                    if next(4) == 0 {
+                        let by = [1, 5, 30, 61][next(4) as usize];
+                        minute += by;
+                        Op::IngestAt(by, events, format!("call-{i}"))
+                    } else {
+                        Op::Ingest(events, format!("call-{i}"))
+                    }
                 }
                 4 | 5 => {
                     let by = [1, 4, 5, 30, 61, 180, 600][next(7) as usize];
@@ -452,8 +475,14 @@ mod tests {
     }
 
     fn ingest(engine: &mut Engine, events: &[(u64, &str)], key: &str) -> Result<crate::IngestReport> {
-        let now = (engine.now().nanos() - BASE_SECONDS * 1_000_000_000) / MINUTE;
-        let rows = events
+        let rows = event_rows(engine.now(), events, key);
+        engine.ingest_once("events", IngestRows::Json(rows), Some(key))
+    }
+
+    /// The events of a call at instant `at`, each up to two hours late.
+    fn event_rows(at: Timestamp, events: &[(u64, &str)], key: &str) -> Vec<serde_json::Value> {
+        let now = (at.nanos() - BASE_SECONDS * 1_000_000_000) / MINUTE;
+        events
             .iter()
             .enumerate()
             .map(|(i, (user, kind))| {
@@ -465,13 +494,16 @@ mod tests {
                     "amount": 120.0, "ts": time_text(now - late),
                 })
             })
-            .collect();
-        engine.ingest_once("events", IngestRows::Json(rows), Some(key))
+            .collect()
     }
 
     async fn apply(engine: &mut Engine, op: &Op) -> Result<()> {
         match op {
             Op::Ingest(events, key) => ingest(engine, events, key).map(drop),
+            Op::IngestAt(minutes, events, name) => {
+                let at = Timestamp(engine.now().nanos() + minutes * MINUTE);
+                engine.ingest_at("events", IngestRows::Json(event_rows(at, events, name)), at).map(drop)
+            }
             Op::Sql(sql) => engine.execute(sql).await.map(drop),
             Op::Advance(minutes) => engine.advance_clock(Timestamp(engine.now().nanos() + minutes * MINUTE)),
             Op::Forget(user) => engine.forget_key(&format!("u{user}"), &[]).map(drop),
@@ -557,7 +589,8 @@ mod tests {
         let tiny = |dir: &Path| options(dir).with_state_cache_bytes(1);
         // Crashes right after clock advances too: their checkpoint is taken inside the
         // advance's commit, before the engine's clock has moved.
-        let after_advances = (3..ops.len()).filter(|&i| matches!(ops[i - 1], Op::Advance(_))).take(3);
+        let after_advances =
+            (3..ops.len()).filter(|&i| matches!(ops[i - 1], Op::Advance(_) | Op::IngestAt(..))).take(3);
         for crash_after in after_advances.chain([ops.len() / 2]) {
             let got = crashed_run(&ops, 0, crash_after, tiny).await;
             assert_eq!(got, expected, "crash after {crash_after}");

@@ -16,7 +16,8 @@
 //! all, and a step that fails before its commit leaves no trace. This is the one place
 //! a step's writes leave the engine, so it is where a newcomer looks to see when a step
 //! is durable: its journal record is appended here, and synced here too unless the
-//! server's group commit syncs it for many steps at once. The state itself reaches
+//! server's group commit syncs it for many steps at once, or one call that runs several
+//! steps syncs them together ([`Engine::with_one_sync`]). The state itself reaches
 //! RocksDB only at a [checkpoint](Engine::checkpoint); after a crash, recovery loads the
 //! last checkpoint and runs the journaled steps after it again (`recovery.rs`).
 
@@ -27,7 +28,7 @@ use segstream_types::{Error, Result, Timestamp};
 use crate::engine::Engine;
 use crate::journal_record::{ChangeDigest, JournalInput, JournalRecord};
 use crate::maintain::META_CLOCK;
-use crate::recovery::{fault, FaultPoint};
+use crate::recovery::{fault, fault_fired, FaultPoint};
 
 /// One step's writes, until [`Engine::commit`].
 pub(crate) struct Step<'s> {
@@ -126,10 +127,39 @@ impl Engine {
         // The operators' typed state keeps the step from here: the journal has it.
         cx.end(true);
         fault(FaultPoint::AfterAppend)?;
+        if self.sync_held {
+            // Synced, and answered, by the caller's `with_one_sync`.
+            return Ok(());
+        }
         if !self.group_commit {
             self.journal.sync_to(position)?;
         }
         fault(FaultPoint::AfterSync)?;
         Ok(())
+    }
+
+    /// Runs `call`, whose steps are acknowledged together: each is appended to the journal
+    /// as it commits, and one sync covers them all before this returns, whether `call`
+    /// succeeded or not (a step it committed before failing happened, and is kept). An
+    /// ingest with the wall clock is two steps, the clock's catch-up (timers firing) and
+    /// the rows; the caller is told of neither until both are durable, so one sync
+    /// serves. Nothing of theirs is visible to anyone else before this returns: the
+    /// engine is borrowed mutably throughout, and with group commit the server syncs
+    /// before it publishes, as for any step.
+    pub(crate) fn with_one_sync<R>(&mut self, call: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let held = std::mem::replace(&mut self.sync_held, true);
+        fault_fired(); // only a fault inside `call` counts
+        let result = call(self);
+        self.sync_held = held;
+        if held || !self.journaling || self.replaying || (result.is_err() && fault_fired()) {
+            return result;
+        }
+        if !self.group_commit {
+            // Nothing to write when the call committed no step.
+            self.journal.sync()?;
+        }
+        let value = result?;
+        fault(FaultPoint::AfterSync)?;
+        Ok(value)
     }
 }
