@@ -534,6 +534,10 @@ impl TimerPass {
     }
 }
 
+/// How many due instants [`gather_pass`] takes from the timer queue in one walk: a
+/// pass of the three workload segments spans about a hundred.
+const INSTANTS_PER_WALK: usize = 128;
+
 /// Takes due instants from `from` on into one pass while each member key stays at one
 /// instant; an instant that does not fit is left to the next pass. A timer of a segment
 /// outside `in_passes` makes its instant a pass of its own.
@@ -546,29 +550,37 @@ fn gather_pass(
 ) -> Result<TimerPass> {
     let mut pass = TimerPass::default();
     let mut cursor = from;
-    while let Some(next) = timers.next_instant(cx, cursor, through)? {
-        let due = timers.due(cx, next)?;
-        let mut keys = Vec::with_capacity(due.len());
-        let mut alone = false;
-        for timer in &due {
-            match in_passes.get(&timer.segment) {
-                Some(df) => match df.timer_member_key(timer)? {
-                    Some(key) => keys.push(key),
+    'walks: loop {
+        // The due instants a walk of the queue gives; a pass usually takes them all.
+        let walk = timers.due_instants(cx, cursor, through, INSTANTS_PER_WALK)?;
+        let last_walk = walk.len() < INSTANTS_PER_WALK;
+        for (next, due) in walk {
+            let mut keys = Vec::with_capacity(due.len());
+            let mut alone = false;
+            for timer in &due {
+                match in_passes.get(&timer.segment) {
+                    Some(df) => match df.timer_member_key(timer)? {
+                        Some(key) => keys.push(key),
+                        None => alone = true,
+                    },
                     None => alone = true,
-                },
-                None => alone = true,
+                }
             }
+            let fits =
+                pass.instants.is_empty() || (!alone && keys.iter().all(|k| !pass.keys.contains_key(k)));
+            if !fits {
+                break 'walks;
+            }
+            pass.keys.extend(keys.into_iter().map(|k| (k, next)));
+            pass.instants.push((next, due));
+            if alone {
+                break 'walks;
+            }
+            cursor = next.saturating_add(1);
         }
-        let fits = pass.instants.is_empty() || (!alone && keys.iter().all(|k| !pass.keys.contains_key(k)));
-        if !fits {
+        if last_walk {
             break;
         }
-        pass.keys.extend(keys.into_iter().map(|k| (k, next)));
-        pass.instants.push((next, due));
-        if alone {
-            break;
-        }
-        cursor = next.saturating_add(1);
     }
     if pass.instants.len() == 1 {
         pass.keys.clear();

@@ -188,7 +188,7 @@ impl SegmentDataflow {
     /// towards; `None` when the segment does not keep keys apart.
     pub fn timer_member_key(&self, timer: &DueTimer) -> Result<Option<Vec<u8>>> {
         match self.nodes.get(timer.node as usize) {
-            Some((Node::Temporal(t), _, _)) => t.member_key_of(&timer.row),
+            Some((Node::Temporal(t), _, _)) => t.member_key_of(timer.row()),
             _ => Err(Error::storage(format!("a timer of segment {} names no time condition", self.name))),
         }
     }

@@ -159,7 +159,7 @@ impl TemporalFilter {
 
     /// The rows of fired timers as a delta of this operator's output.
     pub fn fired(&self, timers: &[&DueTimer]) -> Result<DeltaBatch> {
-        let batch = encoded_rows_to_batch(&self.schema, timers.iter().map(|t| t.row.as_slice()))?;
+        let batch = encoded_rows_to_batch(&self.schema, timers.iter().map(|t| t.row()))?;
         DeltaBatch::new(batch, timers.iter().map(|t| t.weight).collect())
     }
 }

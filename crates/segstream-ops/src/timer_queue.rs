@@ -46,8 +46,17 @@ pub struct DueTimer {
     pub key: Vec<u8>,
     pub segment: u64,
     pub node: u32,
-    pub row: Vec<u8>,
     pub weight: i64,
+}
+
+/// Where a timer key's row starts: after `instant u64 | segment u64 | node u32`.
+const ROW_START: usize = 20;
+
+impl DueTimer {
+    /// The row the timer carries (the end of its key, not a copy).
+    pub fn row(&self) -> &[u8] {
+        &self.key[ROW_START..]
+    }
 }
 
 /// What a held timer costs beyond its key: the B-tree's share, the key's vector and the
@@ -191,6 +200,34 @@ impl Inner {
                 self.resident += size;
                 self.changed += size;
             }
+        }
+    }
+
+    /// [`Inner::add`] for a key the queue may already hold (a due timer being fired):
+    /// changed where it is, with no copy of the key unless the undo log needs one.
+    fn add_held(&mut self, cx: &mut StepContext, key: &[u8], weight: i64) {
+        if weight == 0 {
+            return;
+        }
+        let Some(timer) = self.timers.get_mut(key) else {
+            return self.add(cx, key.to_vec(), weight);
+        };
+        let floor = cx.undo_floor();
+        let size = entry_bytes(key);
+        let old = *timer;
+        if old.recorded < floor {
+            timer.recorded = cx.next_mark();
+            self.undo.push((timer.recorded, key.to_vec(), Some(old)));
+        }
+        timer.weight += weight;
+        timer.changed = true;
+        let gone = timer.weight == 0 && !timer.stored;
+        self.changed += usize::from(!old.changed) * size;
+        if gone {
+            // Never in RocksDB: nothing to hold, nothing for a checkpoint to write.
+            self.timers.remove(key);
+            self.resident -= size;
+            self.changed -= size;
         }
     }
 
@@ -372,11 +409,62 @@ impl TimerQueue {
             .collect()
     }
 
+    /// The timers due at each instant of `[from, through]`, instant by instant in key
+    /// order (each as [`TimerQueue::due`] gives it), for at most `max_instants` instants:
+    /// what a clock advance fires next. When the queue holds every timer up to `through`
+    /// (the usual case), one walk of the ordered map; otherwise instant by instant,
+    /// paging stored timers in.
+    pub fn due_instants(
+        &self,
+        cx: &mut StepContext,
+        from: i64,
+        through: i64,
+        max_instants: usize,
+    ) -> Result<Vec<(i64, Vec<DueTimer>)>> {
+        let mut out: Vec<(i64, Vec<DueTimer>)> = Vec::new();
+        {
+            let inner = self.enter(cx)?;
+            let start = encode_instant(from);
+            let end = through.checked_add(1).map(encode_instant);
+            let all_held = match &end {
+                Some(end) => inner.loaded.covers(end),
+                None => inner.loaded == Loaded::All,
+            };
+            if all_held {
+                let held = inner
+                    .timers
+                    .range::<[u8], _>((Bound::Included(&start[..]), Bound::Unbounded))
+                    .take_while(|(key, _)| end.as_ref().is_none_or(|end| key.as_slice() < &end[..]))
+                    .filter(|(_, timer)| timer.weight != 0);
+                for (key, timer) in held {
+                    let instant = decode_instant(key)?;
+                    let same = out.last().is_some_and(|(last, _)| *last == instant);
+                    if !same && out.len() == max_instants {
+                        break;
+                    }
+                    let timer = due_timer(key.clone(), timer.weight)?;
+                    match out.last_mut() {
+                        Some((_, due)) if same => due.push(timer),
+                        _ => out.push((instant, vec![timer])),
+                    }
+                }
+                return Ok(out);
+            }
+        }
+        let mut cursor = from;
+        while out.len() < max_instants {
+            let Some(next) = self.next_instant(cx, cursor, through)? else { break };
+            out.push((next, self.due(cx, next)?));
+            cursor = next.saturating_add(1);
+        }
+        Ok(out)
+    }
+
     /// Fired timers are gone (their weight is now the operator's output).
     pub fn fire(&self, cx: &mut StepContext, fired: &[DueTimer]) -> Result<()> {
         let mut inner = self.enter(cx)?;
         for timer in fired {
-            inner.add(cx, timer.key.clone(), -timer.weight);
+            inner.add_held(cx, &timer.key, -timer.weight);
         }
         Ok(())
     }
@@ -436,9 +524,9 @@ impl TimerQueue {
 fn due_timer(key: Vec<u8>, weight: i64) -> Result<DueTimer> {
     let corrupt = || Error::storage("a timer key is damaged");
     let segment = u64::from_be_bytes(key.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-    let node = u32::from_be_bytes(key.get(16..20).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-    let row = key[20..].to_vec();
-    Ok(DueTimer { key, segment, node, row, weight })
+    let node =
+        u32::from_be_bytes(key.get(16..ROW_START).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+    Ok(DueTimer { key, segment, node, weight })
 }
 
 impl StepUndo for Handle {
@@ -548,11 +636,61 @@ mod tests {
         let mut from = i64::MIN;
         while let Some(at) = queue.next_instant(&mut cx, from, i64::MAX).unwrap() {
             let due = queue.due(&mut cx, at).unwrap();
-            out.push((at, due.iter().map(|t| (*t.row.last().unwrap(), t.weight)).collect()));
+            out.push((at, due.iter().map(|t| (*t.row().last().unwrap(), t.weight)).collect()));
             from = at + 1;
         }
         cx.end(true);
         out
+    }
+
+    /// The same schedule, walked as a clock advance does: `max` instants per walk.
+    fn walked(queue: &TimerQueue, store: &Store, max: usize) -> Vec<(i64, Vec<(u8, i64)>)> {
+        let mut cx = StepContext::new(store, Timestamp(0));
+        let mut out = Vec::new();
+        let mut from = i64::MIN;
+        loop {
+            let walk = queue.due_instants(&mut cx, from, i64::MAX - 1, max).unwrap();
+            assert!(walk.len() <= max);
+            let Some(&(last, _)) = walk.last() else { break };
+            for (at, due) in walk {
+                out.push((at, due.iter().map(|t| (*t.row().last().unwrap(), t.weight)).collect()));
+            }
+            from = last + 1;
+        }
+        cx.end(true);
+        out
+    }
+
+    /// A walk of the due instants gives what instant-by-instant reads give, whole
+    /// instants only (never part of one), whether the queue holds every timer or pages
+    /// stored ones in; a fired timer's row is the end of its key.
+    #[test]
+    fn due_instants_walk_the_schedule_whole_instants_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.hold_writes_in_memory();
+        let queue = TimerQueue::new();
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        let mut changes: Vec<(Vec<u8>, i64)> = (0..12).map(|i| (key(i / 3 * 10, i as u8), 1)).collect();
+        changes.push((key(20, 7), -1)); // cancels row 7 at 20 (weight 0: not due)
+        queue.add(&mut cx, changes).unwrap();
+        cx.end(true);
+        let expected = schedule(&queue, &store);
+        assert_eq!(expected[2], (20, vec![(6, 1), (8, 1)]));
+        for max in [1, 2, 3, 100] {
+            assert_eq!(walked(&queue, &store, max), expected, "{max} instants per walk");
+        }
+        let mut cx = StepContext::new(&store, Timestamp(0));
+        let walk = queue.due_instants(&mut cx, 10, 25, 100).unwrap();
+        assert_eq!(walk.iter().map(|(at, due)| (*at, due.len())).collect::<Vec<_>>(), vec![(10, 3), (20, 2)]);
+        assert_eq!(walk[0].1[0].row(), &[3u8][..]);
+        cx.end(true);
+        // After a restart the stored timers are paged in, two at a time.
+        checkpoint(&queue, &store);
+        let restarted = TimerQueue::with_page(2);
+        for max in [1, 2, 100] {
+            assert_eq!(walked(&restarted, &store, max), expected, "paged, {max} instants per walk");
+        }
     }
 
     /// Weights add up per key; a failed step and a savepoint taken back leave nothing;
