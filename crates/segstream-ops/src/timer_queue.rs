@@ -78,6 +78,22 @@ struct Timer {
     recorded: u64,
 }
 
+impl Timer {
+    /// Adds `weight` to a held timer. Returns the timer as it was, and whether the undo
+    /// log must record it (the step's or savepoint's first change to it, under the mark
+    /// now in `recorded`).
+    fn add_weight(&mut self, cx: &mut StepContext, weight: i64) -> (Timer, bool) {
+        let old = *self;
+        let record = old.recorded < cx.undo_floor();
+        if record {
+            self.recorded = cx.next_mark();
+        }
+        self.weight += weight;
+        self.changed = true;
+        (old, record)
+    }
+}
+
 /// Which of RocksDB's timers the queue holds (besides every changed one).
 #[derive(Clone, PartialEq, Eq, Debug)]
 enum Loaded {
@@ -169,21 +185,15 @@ impl Inner {
         if weight == 0 {
             return;
         }
-        let floor = cx.undo_floor();
         let size = entry_bytes(&key);
         match self.timers.entry(key) {
             std::collections::btree_map::Entry::Occupied(mut held) => {
                 let timer = held.get_mut();
-                let old = *timer;
-                if old.recorded < floor {
-                    timer.recorded = cx.next_mark();
-                }
-                timer.weight += weight;
-                timer.changed = true;
+                let (old, record) = timer.add_weight(cx, weight);
                 let gone = timer.weight == 0 && !timer.stored;
                 let recorded = timer.recorded;
                 self.changed += usize::from(!old.changed) * size;
-                if old.recorded < floor {
+                if record {
                     self.undo.push((recorded, held.key().clone(), Some(old)));
                 }
                 if gone {
@@ -212,15 +222,11 @@ impl Inner {
         let Some(timer) = self.timers.get_mut(key) else {
             return self.add(cx, key.to_vec(), weight);
         };
-        let floor = cx.undo_floor();
         let size = entry_bytes(key);
-        let old = *timer;
-        if old.recorded < floor {
-            timer.recorded = cx.next_mark();
+        let (old, record) = timer.add_weight(cx, weight);
+        if record {
             self.undo.push((timer.recorded, key.to_vec(), Some(old)));
         }
-        timer.weight += weight;
-        timer.changed = true;
         let gone = timer.weight == 0 && !timer.stored;
         self.changed += usize::from(!old.changed) * size;
         if gone {
